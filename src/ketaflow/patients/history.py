@@ -1,0 +1,192 @@
+"""A patient's clinical history as plain, validated values.
+
+The history is what screening reads: diagnoses, prior antidepressant trials (from which
+treatment-resistant depression is derived), current medications, substance use, psychosis,
+suicidality, pregnancy, blood pressure and the conditions the ketamine and esketamine labels and
+guidance care about. It is pure data: the patients service stores each saved version as a
+revision, so a screening can always name the exact history it was decided on.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DiagnosisCode(StrEnum):
+    major_depressive_disorder = "major_depressive_disorder"
+    bipolar_i = "bipolar_i"
+    bipolar_ii = "bipolar_ii"
+    persistent_depressive_disorder = "persistent_depressive_disorder"
+    ptsd = "ptsd"
+    generalized_anxiety_disorder = "generalized_anxiety_disorder"
+    obsessive_compulsive_disorder = "obsessive_compulsive_disorder"
+    schizophrenia = "schizophrenia"
+    schizoaffective_disorder = "schizoaffective_disorder"
+    other = "other"
+
+
+class Diagnosis(_Value):
+    code: DiagnosisCode
+    icd10: str | None = Field(default=None, max_length=10, pattern=r"^[A-Z][0-9A-Z.]{1,9}$")
+    description: str | None = Field(default=None, max_length=200)
+    current: bool = True
+
+
+class TrialOutcome(StrEnum):
+    no_response = "no_response"
+    partial_response = "partial_response"
+    response = "response"
+    intolerance = "intolerance"
+    ongoing = "ongoing"
+
+
+class AntidepressantTrial(_Value):
+    """One prior antidepressant trial. `adequate` means adequate dose and duration, as judged
+    by the clinician (often 6-8 weeks: reference §3, outcome definitions)."""
+
+    drug: str = Field(min_length=1, max_length=100)
+    dose_mg_per_day: float | None = Field(default=None, gt=0, le=5000)
+    weeks: int = Field(ge=0, le=520)
+    adequate: bool
+    outcome: TrialOutcome
+    current_episode: bool = True
+
+
+class MedicationClass(StrEnum):
+    antidepressant = "antidepressant"
+    benzodiazepine = "benzodiazepine"
+    sedative_hypnotic = "sedative_hypnotic"
+    opioid = "opioid"
+    psychostimulant = "psychostimulant"
+    maoi = "maoi"
+    antipsychotic = "antipsychotic"
+    mood_stabilizer = "mood_stabilizer"
+    antihypertensive = "antihypertensive"
+    nasal_corticosteroid = "nasal_corticosteroid"
+    nasal_decongestant = "nasal_decongestant"
+    other = "other"
+
+
+class Medication(_Value):
+    name: str = Field(min_length=1, max_length=100)
+    medication_class: MedicationClass
+    dose: str | None = Field(default=None, max_length=100)
+
+
+class DisorderStatus(StrEnum):
+    none = "none"
+    in_remission = "in_remission"
+    active = "active"
+
+
+class SubstanceUse(_Value):
+    disorder: DisorderStatus = DisorderStatus.none
+    substances: tuple[str, ...] = ()
+    # Prior misuse of ketamine or other dissociatives weighs heavily (label warning: abuse and
+    # misuse; reference §1).
+    ketamine_or_dissociative_misuse: bool = False
+
+
+class PsychosisStatus(StrEnum):
+    none = "none"
+    past = "past"
+    active = "active"
+
+
+class Suicidality(_Value):
+    current_ideation: bool = False
+    ideation_with_intent_or_plan: bool = False
+    last_attempt_on: date | None = None
+
+    @model_validator(mode="after")
+    def _intent_implies_ideation(self) -> Suicidality:
+        if self.ideation_with_intent_or_plan and not self.current_ideation:
+            raise ValueError("ideation_with_intent_or_plan requires current_ideation")
+        return self
+
+
+class PregnancyStatus(StrEnum):
+    not_applicable = "not_applicable"
+    not_pregnant = "not_pregnant"
+    pregnant = "pregnant"
+    planning_pregnancy = "planning_pregnancy"
+    breastfeeding = "breastfeeding"
+    unknown = "unknown"
+
+
+class HypertensionStatus(StrEnum):
+    none = "none"
+    controlled = "controlled"
+    uncontrolled = "uncontrolled"
+
+
+class BloodPressureReading(_Value):
+    measured_on: date
+    systolic_mmhg: int = Field(ge=50, le=300)
+    diastolic_mmhg: int = Field(ge=20, le=200)
+
+    @model_validator(mode="after")
+    def _systolic_above_diastolic(self) -> BloodPressureReading:
+        if self.diastolic_mmhg >= self.systolic_mmhg:
+            raise ValueError("diastolic_mmhg must be below systolic_mmhg")
+        return self
+
+
+class HepaticImpairment(StrEnum):
+    none = "none"
+    mild = "mild"
+    moderate = "moderate"
+    severe = "severe"
+
+
+class ConditionCode(StrEnum):
+    aneurysmal_vascular_disease = "aneurysmal_vascular_disease"
+    arteriovenous_malformation = "arteriovenous_malformation"
+    intracerebral_hemorrhage_history = "intracerebral_hemorrhage_history"
+    ketamine_hypersensitivity = "ketamine_hypersensitivity"
+    cardiovascular_disease = "cardiovascular_disease"
+    cerebrovascular_disease = "cerebrovascular_disease"
+    raised_intracranial_pressure = "raised_intracranial_pressure"
+    raised_intraocular_pressure = "raised_intraocular_pressure"
+    uncontrolled_hyperthyroidism = "uncontrolled_hyperthyroidism"
+    cognitive_impairment = "cognitive_impairment"
+    ulcerative_or_interstitial_cystitis = "ulcerative_or_interstitial_cystitis"
+    respiratory_disease = "respiratory_disease"
+    seizure_disorder = "seizure_disorder"
+
+
+class PatientHistory(_Value):
+    """Everything screening needs to know, as the clinician recorded it."""
+
+    diagnoses: tuple[Diagnosis, ...] = ()
+    current_episode_started_on: date | None = None
+    antidepressant_trials: tuple[AntidepressantTrial, ...] = ()
+    current_medications: tuple[Medication, ...] = ()
+    substance_use: SubstanceUse = SubstanceUse()
+    psychosis: PsychosisStatus = PsychosisStatus.none
+    suicidality: Suicidality = Suicidality()
+    pregnancy: PregnancyStatus = PregnancyStatus.unknown
+    hypertension: HypertensionStatus = HypertensionStatus.none
+    blood_pressure_readings: tuple[BloodPressureReading, ...] = ()
+    hepatic_impairment: HepaticImpairment = HepaticImpairment.none
+    conditions: tuple[ConditionCode, ...] = ()
+    notes: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _no_duplicate_conditions(self) -> PatientHistory:
+        if len(set(self.conditions)) != len(self.conditions):
+            raise ValueError("conditions must not repeat")
+        return self
+
+    def has(self, condition: ConditionCode) -> bool:
+        return condition in self.conditions
+
+    def medication_classes(self) -> frozenset[MedicationClass]:
+        return frozenset(m.medication_class for m in self.current_medications)
