@@ -1,0 +1,76 @@
+"""The FastAPI application: wires every capability's router under /api/v1."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from sqlalchemy import text
+
+from ketaflow import __version__
+from ketaflow.core.db import Database
+from ketaflow.core.problems import install_problem_handlers
+from ketaflow.core.settings import Settings, get_settings
+from ketaflow.patients.api import router as patients_router
+from ketaflow.security import service as security
+from ketaflow.security.api import router as security_router
+
+log = logging.getLogger("ketaflow")
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    database = db or Database(settings.database_url, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if security.demo_accounts_exist(database):
+            log.warning(
+                "DEMO ACCOUNTS ARE ACTIVE: their passwords are published. "
+                "Never use this database for real patients."
+            )
+        yield
+        if db is None:
+            database.dispose()
+
+    app = FastAPI(
+        title="ketaflow",
+        version=__version__,
+        description="Ketamine-assisted therapy programs: patients, screening, treatment, "
+        "measurement-based care, pharmacology, controlled substances.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    install_problem_handlers(app)
+
+    app.include_router(security_router, prefix=API_PREFIX)
+    app.include_router(patients_router, prefix=API_PREFIX)
+
+    @app.get("/health", tags=["system"])
+    def health() -> dict[str, str]:
+        with database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app
+
+
+class DropQueryStrings(logging.Filter):
+    """Access logs must not carry PHI: a search's query string can hold a name or a birth date."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            args[2] = str(args[2]).split("?", 1)[0]
+            record.args = tuple(args)
+        return True

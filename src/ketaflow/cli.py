@@ -1,0 +1,158 @@
+"""The ketaflow command line (Typer). `ketaflow --help` lists every command."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from ketaflow.core.db import Database
+from ketaflow.core.errors import KetaflowError
+from ketaflow.core.migrate import upgrade_to_head
+from ketaflow.core.settings import get_settings
+from ketaflow.security import service as security
+from ketaflow.security.permissions import Role
+
+app = typer.Typer(
+    help="ketaflow: run a ketamine-assisted therapy program.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+user_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"error: {message}", markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+def handle_errors(command: F) -> F:
+    """Domain errors become one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return command(*args, **kwargs)
+        except KetaflowError as exc:
+            field = getattr(exc, "field_name", "")
+            raise fail(f"{field}: {exc.detail}" if field else exc.detail) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_database() -> Database:
+    settings = get_settings()
+    return Database(settings.database_url, settings)
+
+
+@app.command()
+@handle_errors
+def init() -> None:
+    """Create or upgrade the database schema to the latest revision."""
+    db = open_database()
+    upgrade_to_head(db)
+    console.print(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8000,
+) -> None:
+    """Serve the API and web pages."""
+    run_server(host, port)
+
+
+def run_server(host: str, port: int) -> None:
+    import logging
+
+    import uvicorn
+
+    from ketaflow.app import DropQueryStrings, create_app
+
+    config = uvicorn.Config(create_app(), host=host, port=port, log_level="info")
+    logging.getLogger("uvicorn.access").addFilter(DropQueryStrings())
+    uvicorn.Server(config).run()
+
+
+@app.command()
+@handle_errors
+def demo(
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="serve the demo after building it")
+    ] = True,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8000,
+) -> None:
+    """Build a deterministic demo clinic in the configured database, then serve it."""
+    from ketaflow.demo import DEMO_PASSWORD, build_demo_clinic
+
+    settings = get_settings()
+    db = Database(settings.database_url, settings)
+    upgrade_to_head(db)
+    summary = build_demo_clinic(db, settings, progress=console)
+    console.print(summary.describe())
+    console.print(f"\nOpen http://{host}:{port}/docs and log in (Authorize) as:")
+    for username, role in summary.logins:
+        console.print(f"  {role:<11} {username:<20} password: {DEMO_PASSWORD}")
+    console.print("[yellow]Demo accounts have published passwords: never use real data here.")
+    db.dispose()
+    if serve_after:
+        run_server(host, port)
+
+
+@user_app.command("add")
+@handle_errors
+def user_add(
+    username: Annotated[str, typer.Option(help="login name")],
+    role: Annotated[Role, typer.Option(help="what the user may do")],
+    display_name: Annotated[str | None, typer.Option(help="name shown to colleagues")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Add a staff account. The password is prompted for, or read from stdin."""
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    db = open_database()
+    user = security.create_user(
+        db,
+        get_settings(),
+        security.SYSTEM_ACTOR,
+        username=username,
+        password=password,
+        role=role,
+        display_name=display_name,
+    )
+    console.print(f"added {user.username} ({user.role})")
+
+
+@audit_app.command("verify")
+@handle_errors
+def audit_verify() -> None:
+    """Walk the audit hash chain; name the first broken event (exit 1) if any."""
+    report = security.verify_audit_chain(open_database())
+    if report.intact:
+        console.print(f"audit chain intact: {report.events_checked} events verified")
+        return
+    brk = report.first_break
+    assert brk is not None
+    raise fail(f"audit chain broken at event {brk.event_id}: {brk.problem}", code=1)
+
+
+if __name__ == "__main__":
+    app()

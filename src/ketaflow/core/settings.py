@@ -1,0 +1,37 @@
+"""Runtime settings, read from the environment (prefix KETAFLOW_) or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KETAFLOW_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./ketaflow.db"
+    clinic_name: str = "ketaflow clinic"
+    clinic_timezone: str = "America/New_York"
+
+    # Bearer tokens for programs; short-lived because they carry access to patient data.
+    token_ttl_minutes: int = Field(default=120, ge=1, le=24 * 60)
+    # Lock an account after this many consecutive failed logins, for lockout_minutes.
+    max_failed_logins: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # argon2id cost; the defaults are RFC 9106's second recommended option (64 MiB, t=3).
+    # Tests lower them to keep the suite fast; never lower them in production.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+
+    # An eligibility screening is valid this long (issue 2: default 180 days, a setting).
+    screening_validity_days: int = Field(default=180, ge=1, le=730)
+
+    # SQLite waits this long for a competing writer before giving up.
+    sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

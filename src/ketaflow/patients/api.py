@@ -1,0 +1,107 @@
+"""HTTP endpoints for patients: registration, search, measurements, history, access log."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from ketaflow.core.pagination import Page, PageDep
+from ketaflow.patients import service
+from ketaflow.patients.schemas import (
+    AccessLogEntry,
+    HistoryIn,
+    HistoryOut,
+    MeasurementIn,
+    MeasurementOut,
+    PatientCreate,
+    PatientOut,
+    PatientUpdate,
+)
+from ketaflow.security.dependencies import ActorDep, DbDep
+
+router = APIRouter(prefix="/patients", tags=["patients"])
+
+
+def _out(view: service.PatientView) -> PatientOut:
+    return PatientOut.model_validate(view.as_dict())
+
+
+def _history_out(view: service.HistoryView) -> HistoryOut:
+    return HistoryOut(
+        patient_id=view.patient_id,
+        revision=view.revision,
+        recorded_at=view.recorded_at,  # type: ignore[arg-type]
+        history=view.history,
+    )
+
+
+@router.post("", response_model=PatientOut, status_code=201)
+def register_patient(body: PatientCreate, actor: ActorDep, db: DbDep) -> PatientOut:
+    return _out(service.register_patient(db, actor, body))
+
+
+@router.get("", response_model=Page[PatientOut])
+def search_patients(
+    actor: ActorDep,
+    db: DbDep,
+    page: PageDep,
+    name: Annotated[str | None, Query(max_length=100, description="part of a name")] = None,
+    mrn: Annotated[str | None, Query(max_length=32)] = None,
+    birth_date: date | None = None,
+) -> Page[PatientOut]:
+    result = service.search_patients(
+        db, actor, name=name, mrn=mrn, birth_date=birth_date, limit=page.limit, offset=page.offset
+    )
+    return Page[PatientOut](
+        items=[_out(v) for v in result.items], total=result.total, **page.model_dump()
+    )
+
+
+@router.get("/{patient_id}", response_model=PatientOut)
+def get_patient(patient_id: str, actor: ActorDep, db: DbDep) -> PatientOut:
+    return _out(service.get_patient(db, actor, patient_id))
+
+
+@router.patch("/{patient_id}", response_model=PatientOut)
+def update_patient(
+    patient_id: str, body: PatientUpdate, actor: ActorDep, db: DbDep
+) -> PatientOut:
+    return _out(service.update_patient(db, actor, patient_id, body))
+
+
+@router.post("/{patient_id}/measurements", response_model=MeasurementOut, status_code=201)
+def record_measurement(
+    patient_id: str, body: MeasurementIn, actor: ActorDep, db: DbDep
+) -> MeasurementOut:
+    return MeasurementOut.model_validate(service.record_measurement(db, actor, patient_id, body))
+
+
+@router.get("/{patient_id}/measurements", response_model=list[MeasurementOut])
+def list_measurements(patient_id: str, actor: ActorDep, db: DbDep) -> list[MeasurementOut]:
+    return [
+        MeasurementOut.model_validate(m) for m in service.list_measurements(db, actor, patient_id)
+    ]
+
+
+@router.get("/{patient_id}/history", response_model=HistoryOut)
+def get_history(patient_id: str, actor: ActorDep, db: DbDep) -> HistoryOut:
+    return _history_out(service.get_history(db, actor, patient_id))
+
+
+@router.put("/{patient_id}/history", response_model=HistoryOut)
+def save_history(patient_id: str, body: HistoryIn, actor: ActorDep, db: DbDep) -> HistoryOut:
+    return _history_out(
+        service.save_history(db, actor, patient_id, body.history, body.expected_revision)
+    )
+
+
+@router.get("/{patient_id}/access-log", response_model=Page[AccessLogEntry])
+def access_log(patient_id: str, actor: ActorDep, db: DbDep, page: PageDep) -> Page[AccessLogEntry]:
+    events, total = service.access_log(
+        db, actor, patient_id, limit=page.limit, offset=page.offset
+    )
+    return Page[AccessLogEntry](
+        items=[AccessLogEntry.model_validate(e) for e in events], total=total, **page.model_dump()
+    )

@@ -1,0 +1,72 @@
+"""Writing and checking the audit log: one insert in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from ketaflow.core.clock import utc_now
+from ketaflow.security.chain import GENESIS_HASH, HASHED_FIELDS, ChainReport, event_hash, verify_chain
+from ketaflow.security.permissions import Actor
+from ketaflow.security.tables import AuditEvent
+
+# Arbitrary constant key for PostgreSQL's transaction-scoped advisory lock on the chain head.
+_CHAIN_LOCK_KEY = 0x6B657461  # "keta"
+
+
+def _lock_chain_head(session: Session) -> None:
+    # SQLite transactions already hold the write lock (BEGIN IMMEDIATE). On PostgreSQL two
+    # transactions could otherwise read the same head and fork the chain.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    resource_id: str | int | None = None,
+    *,
+    patient_id: str | None = None,
+    allowed: bool = True,
+    detail: Mapping[str, object] | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    _lock_chain_head(session)
+    head = session.execute(
+        select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+    ).first()
+    prev_id, prev_hash = (head.id, head.hash) if head else (0, GENESIS_HASH)
+    fields: dict[str, object] = {
+        "id": prev_id + 1,
+        "occurred_at": now or utc_now(),
+        "actor_id": actor.user_id,
+        "actor_username": actor.username,
+        "actor_role": str(actor.role),
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": None if resource_id is None else str(resource_id),
+        "patient_id": patient_id,
+        "allowed": allowed,
+        "client_address": actor.client_address,
+        "detail": dict(detail) if detail else None,
+    }
+    event = AuditEvent(**fields, prev_hash=prev_hash, hash=event_hash(fields, prev_hash))
+    session.add(event)
+    session.flush()
+    return event
+
+
+def _rows(session: Session, batch: int = 2000) -> Iterator[Mapping[str, object]]:
+    columns = [getattr(AuditEvent, name) for name in (*HASHED_FIELDS, "prev_hash", "hash")]
+    result = session.execute(select(*columns).order_by(AuditEvent.id).execution_options(yield_per=batch))
+    for row in result:
+        yield row._mapping
+
+
+def verify(session: Session) -> ChainReport:
+    return verify_chain(_rows(session))

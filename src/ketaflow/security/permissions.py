@@ -1,0 +1,86 @@
+"""Roles and what each may do: one table, read by every service call (least privilege).
+
+Pure: no database, no HTTP. A new capability adds its actions here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    admin = "admin"
+    prescriber = "prescriber"
+    nurse = "nurse"
+    therapist = "therapist"
+    front_desk = "front_desk"
+    manager = "manager"
+    auditor = "auditor"
+
+
+# Patient demographics (name, date of birth, MRN, weight).
+PATIENT_CREATE = "patient.create"
+PATIENT_READ = "patient.read"
+PATIENT_UPDATE = "patient.update"
+WEIGHT_RECORD = "patient.weight.record"
+# Clinical history: diagnoses, trials, medications, substance use...
+HISTORY_READ = "patient.history.read"
+HISTORY_UPDATE = "patient.history.update"
+# Eligibility screening.
+SCREENING_CREATE = "screening.create"
+SCREENING_READ = "screening.read"
+SCREENING_OVERRIDE = "screening.override"
+# Who looked at a record.
+ACCESS_LOG_READ = "patient.access_log.read"
+# Staff accounts and the audit log.
+USER_MANAGE = "user.manage"
+AUDIT_READ = "audit.read"
+# Pharmacokinetic simulation (no patient data unless a patient is named).
+PK_SIMULATE = "pk.simulate"
+
+_CLINICAL_READ = frozenset({PATIENT_READ, HISTORY_READ, SCREENING_READ})
+
+ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
+    # Admins manage accounts; they do not read charts.
+    Role.admin: frozenset({USER_MANAGE}),
+    Role.prescriber: _CLINICAL_READ
+    | {
+        PATIENT_CREATE,
+        PATIENT_UPDATE,
+        WEIGHT_RECORD,
+        HISTORY_UPDATE,
+        SCREENING_CREATE,
+        SCREENING_OVERRIDE,
+        ACCESS_LOG_READ,
+        PK_SIMULATE,
+    },
+    Role.nurse: _CLINICAL_READ | {WEIGHT_RECORD, HISTORY_UPDATE, PK_SIMULATE},
+    Role.therapist: _CLINICAL_READ,
+    # Registration and booking need demographics, not clinical history.
+    Role.front_desk: frozenset({PATIENT_CREATE, PATIENT_READ, PATIENT_UPDATE}),
+    Role.manager: frozenset({PATIENT_READ}),
+    # Auditors read the audit trail and who-accessed-what, nothing clinical.
+    Role.auditor: frozenset({AUDIT_READ, ACCESS_LOG_READ}),
+}
+
+
+def is_allowed(role: Role | str, action: str) -> bool:
+    try:
+        return action in ROLE_PERMISSIONS[Role(role)]
+    except ValueError:
+        return False
+
+
+def all_actions() -> frozenset[str]:
+    return frozenset().union(*ROLE_PERMISSIONS.values())
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, and from where: carried from the edge (HTTP, CLI, web) into services."""
+
+    user_id: int | None
+    username: str
+    role: Role | str  # a Role, or a pseudo-role such as "unauthenticated" in the audit log
+    client_address: str | None = None
