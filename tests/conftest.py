@@ -122,8 +122,12 @@ def _build_stack(backend: str, tmp_dir: Path, request: pytest.FixtureRequest) ->
     actors = {}
     for role in Role:
         user = security.create_user(
-            db, settings, security.SYSTEM_ACTOR,
-            username=f"test-{role.value.replace('_', '-')}", password=STAFF_PASSWORD, role=role,
+            db,
+            settings,
+            security.SYSTEM_ACTOR,
+            username=f"test-{role.value.replace('_', '-')}",
+            password=STAFF_PASSWORD,
+            role=role,
         )
         actors[role] = security.actor_for(user, "127.0.0.1")
     server = LiveServer(create_app(settings, db)).start()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from ketaflow.core.db import Database
@@ -48,6 +49,10 @@ def handle_errors(command: F) -> F:
         except KetaflowError as exc:
             field = getattr(exc, "field_name", "")
             raise fail(f"{field}: {exc.detail}" if field else exc.detail) from None
+        except ValidationError as exc:  # settings from the environment
+            first = exc.errors()[0]
+            name = "KETAFLOW_" + "_".join(str(p) for p in first["loc"]).upper()
+            raise fail(f"{name}: {first['msg']}") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -67,6 +72,7 @@ def init() -> None:
 
 
 @app.command()
+@handle_errors
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8000,

@@ -26,7 +26,7 @@ from ketaflow.security import service as security
 from ketaflow.security.permissions import Actor, Role
 from ketaflow.security.tables import User
 
-DEMO_PASSWORD = "ketaflow-demo"  # published on purpose: demo accounts only
+DEMO_PASSWORD = "ketaflow-demo"  # noqa: S105 - published on purpose: demo accounts only
 SEED = 20261122
 PATIENT_COUNT = 40
 
@@ -41,17 +41,58 @@ STAFF: tuple[tuple[str, Role, str], ...] = (
 )
 
 GIVEN_NAMES = (
-    "Avery", "Blake", "Casey", "Dana", "Eden", "Finley", "Gray", "Harper", "Indy", "Jules",
-    "Kai", "Logan", "Marlow", "Noel", "Oakley", "Parker", "Quinn", "Reese", "Sage", "Tatum",
+    "Avery",
+    "Blake",
+    "Casey",
+    "Dana",
+    "Eden",
+    "Finley",
+    "Gray",
+    "Harper",
+    "Indy",
+    "Jules",
+    "Kai",
+    "Logan",
+    "Marlow",
+    "Noel",
+    "Oakley",
+    "Parker",
+    "Quinn",
+    "Reese",
+    "Sage",
+    "Tatum",
 )
 FAMILY_NAMES = (
-    "Abbott", "Brennan", "Castillo", "Dubois", "Eriksen", "Fontaine", "Garza", "Holm",
-    "Ibarra", "Jansen", "Kowalski", "Lindqvist", "Moreau", "Novak", "Okonkwo", "Petrov",
-    "Quist", "Rossi", "Sato", "Tanaka",
+    "Abbott",
+    "Brennan",
+    "Castillo",
+    "Dubois",
+    "Eriksen",
+    "Fontaine",
+    "Garza",
+    "Holm",
+    "Ibarra",
+    "Jansen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Novak",
+    "Okonkwo",
+    "Petrov",
+    "Quist",
+    "Rossi",
+    "Sato",
+    "Tanaka",
 )
 ANTIDEPRESSANTS = (
-    ("sertraline", 200), ("escitalopram", 20), ("fluoxetine", 60), ("venlafaxine", 225),
-    ("duloxetine", 120), ("bupropion", 450), ("mirtazapine", 45), ("vortioxetine", 20),
+    ("sertraline", 200),
+    ("escitalopram", 20),
+    ("fluoxetine", 60),
+    ("venlafaxine", 225),
+    ("duloxetine", 120),
+    ("bupropion", 450),
+    ("mirtazapine", 45),
+    ("vortioxetine", 20),
 )
 
 
@@ -89,7 +130,9 @@ def _profile(rng: random.Random, index: int) -> h.PatientHistory:
     psychosis = h.PsychosisStatus.none
     substance = h.SubstanceUse()
     suicidality = h.Suicidality()
-    medications = [h.Medication(name="sertraline", medication_class=h.MedicationClass.antidepressant)]
+    medications = [
+        h.Medication(name="sertraline", medication_class=h.MedicationClass.antidepressant)
+    ]
     if kind == 1:  # one adequate trial only: not treatment-resistant
         trials = trials[:1]
     elif kind == 2:
@@ -144,15 +187,26 @@ def build_demo_clinic(
     if demo_users:
         return DemoSummary(False, demo_users, patient_count, logins)
 
-    rng = random.Random(SEED)
+    rng = random.Random(SEED)  # noqa: S311 - reproducible demo data, not secrets
     actors: dict[Role, Actor] = {}
     for username, role, display_name in STAFF:
         user = security.create_user(
-            db, settings, security.SYSTEM_ACTOR, username=username, password=DEMO_PASSWORD,
-            role=role, display_name=display_name, is_demo=True, clock=clock,
+            db,
+            settings,
+            security.SYSTEM_ACTOR,
+            username=username,
+            password=DEMO_PASSWORD,
+            role=role,
+            display_name=display_name,
+            is_demo=True,
+            clock=clock,
         )
         actors[role] = security.actor_for(user, "demo")
-    prescriber, nurse, front_desk = actors[Role.prescriber], actors[Role.nurse], actors[Role.front_desk]
+    prescriber, nurse, front_desk = (
+        actors[Role.prescriber],
+        actors[Role.nurse],
+        actors[Role.front_desk],
+    )
 
     today = clock().date()
     console = progress or Console(quiet=True)
@@ -162,7 +216,8 @@ def build_demo_clinic(
             sex = rng.choice((Sex.female, Sex.male, Sex.female, Sex.male, Sex.other))
             birth = today - timedelta(days=365 * rng.randint(22, 74) + rng.randint(0, 364))
             view = patients.register_patient(
-                db, front_desk,
+                db,
+                front_desk,
                 PatientCreate(
                     family_name=FAMILY_NAMES[index % len(FAMILY_NAMES)],
                     given_name=GIVEN_NAMES[(index * 7) % len(GIVEN_NAMES)],
@@ -174,7 +229,9 @@ def build_demo_clinic(
             )
             patient_id = view.patient.id
             patients.record_measurement(
-                db, nurse, patient_id,
+                db,
+                nurse,
+                patient_id,
                 MeasurementIn(
                     weight_kg=round(rng.uniform(52, 118), 1),
                     height_cm=round(rng.uniform(152, 192)),
@@ -185,4 +242,3 @@ def build_demo_clinic(
             patients.save_history(db, prescriber, patient_id, _profile(rng, index), 0, clock=clock)
             bar.advance(task)
     return DemoSummary(True, len(STAFF), PATIENT_COUNT, logins)
-

@@ -15,8 +15,14 @@ def _unique(prefix: str) -> str:
 
 
 def _register(client, **overrides):
-    body = {"family_name": _unique("Fam"), "given_name": "Ada", "birth_date": "1980-04-02",
-            "sex": "female", "weight_kg": 68.5, "height_cm": 165}
+    body = {
+        "family_name": _unique("Fam"),
+        "given_name": "Ada",
+        "birth_date": "1980-04-02",
+        "sex": "female",
+        "weight_kg": 68.5,
+        "height_cm": 165,
+    }
     body.update(overrides)
     response = client.post("/api/v1/patients", json=body)
     assert response.status_code == 201, response.text
@@ -39,9 +45,16 @@ def test_given_mrn_is_kept_and_must_be_unique(api):
     client = api("front_desk")
     mrn = _unique("EXT-")
     assert _register(client, mrn=mrn)["mrn"] == mrn
-    again = client.post("/api/v1/patients", json={"family_name": "X", "given_name": "Y",
-                                                  "birth_date": "1990-01-01", "sex": "male",
-                                                  "mrn": mrn})
+    again = client.post(
+        "/api/v1/patients",
+        json={
+            "family_name": "X",
+            "given_name": "Y",
+            "birth_date": "1990-01-01",
+            "sex": "male",
+            "mrn": mrn,
+        },
+    )
     assert again.status_code == 409
 
 
@@ -60,8 +73,13 @@ def test_given_mrn_is_kept_and_must_be_unique(api):
 def test_bad_input_is_422_naming_the_field_and_saves_nothing(api, field, value):
     client = api("prescriber")
     family = _unique("Bad")
-    body = {"family_name": family, "given_name": "Bo", "birth_date": "1975-05-05",
-            "sex": "male", field: value}
+    body = {
+        "family_name": family,
+        "given_name": "Bo",
+        "birth_date": "1975-05-05",
+        "sex": "male",
+        field: value,
+    }
     response = client.post("/api/v1/patients", json=body)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith(PROBLEM)
@@ -88,16 +106,19 @@ def test_stale_update_is_409_and_keeps_the_winner(api):
 def test_update_refuses_removing_required_fields(api):
     client = api("prescriber")
     patient = _register(client)
-    response = client.patch(f"/api/v1/patients/{patient['id']}",
-                            json={"version": 1, "family_name": None})
+    response = client.patch(
+        f"/api/v1/patients/{patient['id']}", json={"version": 1, "family_name": None}
+    )
     assert response.status_code == 422
 
 
 def test_search_by_name_mrn_and_birth_date_with_pagination(api):
     client = api("prescriber")
     family = _unique("Search")
-    made = [_register(client, family_name=family, given_name=f"G{i}",
-                      birth_date=f"19{60 + i}-01-01") for i in range(3)]
+    made = [
+        _register(client, family_name=family, given_name=f"G{i}", birth_date=f"19{60 + i}-01-01")
+        for i in range(3)
+    ]
     page = client.get("/api/v1/patients", params={"name": family.lower(), "limit": 2})
     assert page.status_code == 200
     assert page.json()["total"] == 3
@@ -106,8 +127,9 @@ def test_search_by_name_mrn_and_birth_date_with_pagination(api):
     assert len(rest.json()["items"]) == 1
     by_mrn = client.get("/api/v1/patients", params={"mrn": made[1]["mrn"]}).json()
     assert [p["id"] for p in by_mrn["items"]] == [made[1]["id"]]
-    by_dob = client.get("/api/v1/patients",
-                        params={"name": family, "birth_date": "1962-01-01"}).json()
+    by_dob = client.get(
+        "/api/v1/patients", params={"name": family, "birth_date": "1962-01-01"}
+    ).json()
     assert [p["id"] for p in by_dob["items"]] == [made[2]["id"]]
     assert client.get("/api/v1/patients", params={"limit": 0}).status_code == 422
 
@@ -125,8 +147,9 @@ def test_measurements_keep_weight_with_its_date(api):
     assert older.status_code == 201
     newer = client.post(url, json={"weight_kg": 71.0})
     assert newer.json()["measured_on"] == date.today().isoformat()
-    future = client.post(url, json={"weight_kg": 71.0,
-                                    "measured_on": (date.today() + timedelta(1)).isoformat()})
+    future = client.post(
+        url, json={"weight_kg": 71.0, "measured_on": (date.today() + timedelta(1)).isoformat()}
+    )
     assert future.status_code == 422
     assert future.json()["errors"][0]["field"] == "measured_on"
     weights = [m["weight_kg"] for m in client.get(url).json()]
@@ -143,8 +166,13 @@ def test_history_revisions_and_stale_saves(api):
     history = {
         "diagnoses": [{"code": "major_depressive_disorder", "icd10": "F33.2"}],
         "antidepressant_trials": [
-            {"drug": "sertraline", "dose_mg_per_day": 200, "weeks": 10, "adequate": True,
-             "outcome": "no_response"},
+            {
+                "drug": "sertraline",
+                "dose_mg_per_day": 200,
+                "weeks": 10,
+                "adequate": True,
+                "outcome": "no_response",
+            },
             {"drug": "bupropion", "weeks": 8, "adequate": True, "outcome": "partial_response"},
         ],
         "current_medications": [{"name": "lorazepam", "medication_class": "benzodiazepine"}],
@@ -157,8 +185,10 @@ def test_history_revisions_and_stale_saves(api):
     assert client.get(url).json()["history"]["antidepressant_trials"][1]["drug"] == "bupropion"
     stale = client.put(url, json={"expected_revision": 0, "history": history})
     assert stale.status_code == 409
-    bad = client.put(url, json={"expected_revision": 1,
-                                "history": {**history, "conditions": ["unicorn_disease"]}})
+    bad = client.put(
+        url,
+        json={"expected_revision": 1, "history": {**history, "conditions": ["unicorn_disease"]}},
+    )
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"].startswith("history.conditions")
     assert client.get(url).json()["revision"] == 1

@@ -23,8 +23,15 @@ NURSE = Actor(7, "nurse.test", Role.nurse, "10.0.0.1")
 def _write_events(db, count=5):
     with db.transaction() as session:
         for i in range(count):
-            audit.record(session, NURSE, "patient.read", "patient", f"p{i}", patient_id=f"p{i}",
-                         detail={"i": i})
+            audit.record(
+                session,
+                NURSE,
+                "patient.read",
+                "patient",
+                f"p{i}",
+                patient_id=f"p{i}",
+                detail={"i": i},
+            )
 
 
 def _cli_verify(db, monkeypatch):
@@ -49,8 +56,13 @@ def test_intact_chain_verifies(fresh_db, monkeypatch):
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("action", "patient.update"), ("actor_username", "someone.else"), ("allowed", False),
-     ("detail", {"i": 99}), ("occurred_at", datetime(2020, 1, 1, tzinfo=UTC))],
+    [
+        ("action", "patient.update"),
+        ("actor_username", "someone.else"),
+        ("allowed", False),
+        ("detail", {"i": 99}),
+        ("occurred_at", datetime(2020, 1, 1, tzinfo=UTC)),
+    ],
 )
 def test_tampering_a_row_is_named(fresh_db, monkeypatch, column, value):
     _write_events(fresh_db)
@@ -77,9 +89,23 @@ def test_rehashing_a_row_still_breaks_the_link_to_the_next(fresh_db):
     _write_events(fresh_db)
     with fresh_db.transaction() as session:
         event = session.get(AuditEvent, 2)
-        fields = {name: getattr(event, name) for name in (
-            "id", "occurred_at", "actor_id", "actor_username", "actor_role", "action",
-            "resource_type", "resource_id", "patient_id", "allowed", "client_address", "detail")}
+        fields = {
+            name: getattr(event, name)
+            for name in (
+                "id",
+                "occurred_at",
+                "actor_id",
+                "actor_username",
+                "actor_role",
+                "action",
+                "resource_type",
+                "resource_id",
+                "patient_id",
+                "allowed",
+                "client_address",
+                "detail",
+            )
+        }
         fields["action"] = "forged"
         event.action = "forged"
         event.hash = event_hash(fields, event.prev_hash)
@@ -95,19 +121,21 @@ def test_events_link_in_order(fresh_db):
     assert rows[1].prev_hash == rows[0].hash and rows[2].prev_hash == rows[1].hash
 
 
-EVENT = st.fixed_dictionaries({
-    "occurred_at": st.datetimes(timezones=st.just(UTC)),
-    "actor_id": st.none() | st.integers(1, 10**6),
-    "actor_username": st.text(min_size=1, max_size=20),
-    "actor_role": st.sampled_from([r.value for r in Role]),
-    "action": st.text(min_size=1, max_size=30),
-    "resource_type": st.text(min_size=1, max_size=20),
-    "resource_id": st.none() | st.text(max_size=36),
-    "patient_id": st.none() | st.uuids().map(str),
-    "allowed": st.booleans(),
-    "client_address": st.none() | st.ip_addresses().map(str),
-    "detail": st.none() | st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
-})
+EVENT = st.fixed_dictionaries(
+    {
+        "occurred_at": st.datetimes(timezones=st.just(UTC)),
+        "actor_id": st.none() | st.integers(1, 10**6),
+        "actor_username": st.text(min_size=1, max_size=20),
+        "actor_role": st.sampled_from([r.value for r in Role]),
+        "action": st.text(min_size=1, max_size=30),
+        "resource_type": st.text(min_size=1, max_size=20),
+        "resource_id": st.none() | st.text(max_size=36),
+        "patient_id": st.none() | st.uuids().map(str),
+        "allowed": st.booleans(),
+        "client_address": st.none() | st.ip_addresses().map(str),
+        "detail": st.none() | st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    }
+)
 
 
 def _chain(events):

@@ -14,8 +14,14 @@ PROBLEM = "application/problem+json"
 
 def _new_user(stack, role=Role.nurse, password="a long enough password"):
     username = "u-" + uuid.uuid4().hex[:10]
-    security.create_user(stack.db, stack.settings, security.SYSTEM_ACTOR, username=username,
-                         password=password, role=role)
+    security.create_user(
+        stack.db,
+        stack.settings,
+        security.SYSTEM_ACTOR,
+        username=username,
+        password=password,
+        role=role,
+    )
     return username, password
 
 
@@ -67,9 +73,11 @@ def test_requests_without_or_with_a_bad_token_are_401(api):
 
 def test_logout_revokes_the_token(stack, api):
     username, password = _new_user(stack)
-    token = api().post(
-        "/api/v1/auth/token", data={"username": username, "password": password}
-    ).json()["access_token"]
+    token = (
+        api()
+        .post("/api/v1/auth/token", data={"username": username, "password": password})
+        .json()["access_token"]
+    )
     headers = {"Authorization": f"Bearer {token}"}
     assert api().post("/api/v1/auth/logout", headers=headers).status_code == 204
     assert api().get("/api/v1/auth/me", headers=headers).status_code == 401
@@ -81,24 +89,29 @@ def test_expired_token_is_refused(stack):
     username, password = _new_user(stack)
     past = datetime.now(UTC) - timedelta(minutes=stack.settings.token_ttl_minutes + 1)
     issued = security.login(stack.db, stack.settings, username, password, None, clock=lambda: past)
-    response = httpx.get(stack.base_url + "/api/v1/auth/me",
-                         headers={"Authorization": f"Bearer {issued.access_token}"})
+    response = httpx.get(
+        stack.base_url + "/api/v1/auth/me",
+        headers={"Authorization": f"Bearer {issued.access_token}"},
+    )
     assert response.status_code == 401
 
 
 def test_admin_creates_users_and_weak_passwords_are_refused(api):
     admin = api("admin")
     username = "new-" + uuid.uuid4().hex[:8]
-    created = admin.post("/api/v1/users", json={"username": username, "password": "short",
-                                                 "role": "nurse"})
+    created = admin.post(
+        "/api/v1/users", json={"username": username, "password": "short", "role": "nurse"}
+    )
     assert created.status_code == 422
     assert created.json()["errors"][0]["field"] == "password"
-    created = admin.post("/api/v1/users", json={"username": username,
-                                                 "password": "twelve chars ok", "role": "nurse"})
+    created = admin.post(
+        "/api/v1/users", json={"username": username, "password": "twelve chars ok", "role": "nurse"}
+    )
     assert created.status_code == 201
     assert created.json()["role"] == "nurse"
-    again = admin.post("/api/v1/users", json={"username": username,
-                                               "password": "twelve chars ok", "role": "nurse"})
+    again = admin.post(
+        "/api/v1/users", json={"username": username, "password": "twelve chars ok", "role": "nurse"}
+    )
     assert again.status_code == 409
     assert username in [u["username"] for u in admin.get("/api/v1/users").json()]
 

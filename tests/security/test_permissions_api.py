@@ -15,21 +15,34 @@ from ketaflow.security.tables import AuditEvent
 @pytest.fixture(scope="module")
 def patient_id(stack):
     client = stack.client(Role.prescriber)
-    created = client.post("/api/v1/patients", json={
-        "family_name": "Matrix", "given_name": "Pat", "birth_date": "1970-01-01", "sex": "other"})
+    created = client.post(
+        "/api/v1/patients",
+        json={
+            "family_name": "Matrix",
+            "given_name": "Pat",
+            "birth_date": "1970-01-01",
+            "sex": "other",
+        },
+    )
     return created.json()["id"]
 
 
 # action -> a request exercising it: (method, path template, json body)
 ENDPOINTS = {
-    p.PATIENT_CREATE: ("POST", "/api/v1/patients", {
-        "family_name": "Perm", "given_name": "Test", "birth_date": "1980-01-01", "sex": "male"}),
+    p.PATIENT_CREATE: (
+        "POST",
+        "/api/v1/patients",
+        {"family_name": "Perm", "given_name": "Test", "birth_date": "1980-01-01", "sex": "male"},
+    ),
     p.PATIENT_READ: ("GET", "/api/v1/patients/{pid}", None),
     p.PATIENT_UPDATE: ("PATCH", "/api/v1/patients/{pid}", {"version": 10**6}),
     p.WEIGHT_RECORD: ("POST", "/api/v1/patients/{pid}/measurements", {"weight_kg": 70}),
     p.HISTORY_READ: ("GET", "/api/v1/patients/{pid}/history", None),
-    p.HISTORY_UPDATE: ("PUT", "/api/v1/patients/{pid}/history",
-                       {"expected_revision": 10**6, "history": {}}),
+    p.HISTORY_UPDATE: (
+        "PUT",
+        "/api/v1/patients/{pid}/history",
+        {"expected_revision": 10**6, "history": {}},
+    ),
     p.ACCESS_LOG_READ: ("GET", "/api/v1/patients/{pid}/access-log", None),
     p.USER_MANAGE: ("GET", "/api/v1/users", None),
     p.AUDIT_READ: ("GET", "/api/v1/audit", None),
@@ -52,9 +65,11 @@ def test_role_against_permission_table(stack, patient_id, role, action):
         assert response.json()["action"] == action
         with stack.db.transaction() as session:
             denied = session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.actor_id == stack.actors[role].user_id,
-                       AuditEvent.action == action, AuditEvent.allowed.is_(False))
+                select(AuditEvent).where(
+                    AuditEvent.actor_id == stack.actors[role].user_id,
+                    AuditEvent.action == action,
+                    AuditEvent.allowed.is_(False),
+                )
             ).all()
         assert denied, f"denied {action} by {role} was not audited"
 

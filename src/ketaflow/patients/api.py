@@ -65,9 +65,7 @@ def get_patient(patient_id: str, actor: ActorDep, db: DbDep) -> PatientOut:
 
 
 @router.patch("/{patient_id}", response_model=PatientOut)
-def update_patient(
-    patient_id: str, body: PatientUpdate, actor: ActorDep, db: DbDep
-) -> PatientOut:
+def update_patient(patient_id: str, body: PatientUpdate, actor: ActorDep, db: DbDep) -> PatientOut:
     return _out(service.update_patient(db, actor, patient_id, body))
 
 
@@ -99,9 +97,7 @@ def save_history(patient_id: str, body: HistoryIn, actor: ActorDep, db: DbDep) -
 
 @router.get("/{patient_id}/access-log", response_model=Page[AccessLogEntry])
 def access_log(patient_id: str, actor: ActorDep, db: DbDep, page: PageDep) -> Page[AccessLogEntry]:
-    events, total = service.access_log(
-        db, actor, patient_id, limit=page.limit, offset=page.offset
-    )
+    events, total = service.access_log(db, actor, patient_id, limit=page.limit, offset=page.offset)
     return Page[AccessLogEntry](
         items=[AccessLogEntry.model_validate(e) for e in events], total=total, **page.model_dump()
     )

@@ -11,9 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from ketaflow.patients.history import PatientHistory
 
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-MRN = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9-]{3,32}$")
-]
+MRN = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9-]{3,32}$")]
 # Adult weights a clinic can plausibly record; outside this is a typing error (issue 2).
 WeightKg = Annotated[float, Field(ge=20, le=400)]
 HeightCm = Annotated[float, Field(ge=100, le=250)]

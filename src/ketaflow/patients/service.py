@@ -123,8 +123,15 @@ def register_patient(
                     recorded_at=now,
                 )
                 session.add(measurement)
-            audit.record(session, actor, "patient.create", "patient", patient.id,
-                         patient_id=patient.id, now=now)
+            audit.record(
+                session,
+                actor,
+                "patient.create",
+                "patient",
+                patient.id,
+                patient_id=patient.id,
+                now=now,
+            )
             return PatientView(patient, measurement)
     except IntegrityError as exc:  # a concurrent registration took the same MRN
         raise Conflict("MRN is already in use") from exc
@@ -159,8 +166,10 @@ def update_patient(
                     current_version=patient.version,
                 )
             mrn = fields.get("mrn")
-            if mrn and mrn != patient.mrn and session.scalar(
-                select(Patient.id).where(Patient.mrn == mrn)
+            if (
+                mrn
+                and mrn != patient.mrn
+                and session.scalar(select(Patient.id).where(Patient.mrn == mrn))
             ):
                 raise Conflict(f"MRN {mrn} is already in use")
             for name, value in fields.items():
@@ -168,12 +177,21 @@ def update_patient(
                     setattr(patient, name, str(value) if name == "sex" else value)
             patient.updated_at = now
             session.flush()
-            audit.record(session, actor, "patient.update", "patient", patient_id,
-                         patient_id=patient_id, detail={"fields": sorted(fields)}, now=now)
+            audit.record(
+                session,
+                actor,
+                "patient.update",
+                "patient",
+                patient_id,
+                patient_id=patient_id,
+                detail={"fields": sorted(fields)},
+                now=now,
+            )
             return PatientView(patient, latest_measurement(session, patient_id))
     except StaleDataError as exc:  # a concurrent update committed between our read and write
-        raise StaleVersion("patient was changed by someone else",
-                           expected_version=changes.version) from exc
+        raise StaleVersion(
+            "patient was changed by someone else", expected_version=changes.version
+        ) from exc
 
 
 def _escape_like(term: str) -> str:
@@ -222,8 +240,9 @@ def search_patients(
         )
         views = []
         for patient in patients:
-            audit.record(session, actor, "patient.list", "patient", patient.id,
-                         patient_id=patient.id)
+            audit.record(
+                session, actor, "patient.list", "patient", patient.id, patient_id=patient.id
+            )
             views.append(PatientView(patient, latest_measurement(session, patient.id)))
         return PatientPage(views, total)
 
@@ -247,8 +266,15 @@ def record_measurement(
         )
         session.add(measurement)
         session.flush()
-        audit.record(session, actor, "patient.weight.record", "body_measurement", measurement.id,
-                     patient_id=patient_id, now=now)
+        audit.record(
+            session,
+            actor,
+            "patient.weight.record",
+            "body_measurement",
+            measurement.id,
+            patient_id=patient_id,
+            now=now,
+        )
         return measurement
 
 
@@ -263,8 +289,9 @@ def list_measurements(db: Database, actor: Actor, patient_id: str) -> list[BodyM
                 .order_by(BodyMeasurement.measured_on.desc(), BodyMeasurement.id.desc())
             )
         )
-        audit.record(session, actor, "patient.weight.read", "patient", patient_id,
-                     patient_id=patient_id)
+        audit.record(
+            session, actor, "patient.weight.read", "patient", patient_id, patient_id=patient_id
+        )
         return rows
 
 
@@ -295,8 +322,15 @@ def get_history(db: Database, actor: Actor, patient_id: str) -> HistoryView:
     with db.transaction() as session:
         load_patient(session, patient_id)
         view = current_history(session, patient_id)
-        audit.record(session, actor, "patient.history.read", "patient_history", patient_id,
-                     patient_id=patient_id, detail={"revision": view.revision})
+        audit.record(
+            session,
+            actor,
+            "patient.history.read",
+            "patient_history",
+            patient_id,
+            patient_id=patient_id,
+            detail={"revision": view.revision},
+        )
         return view
 
 
@@ -333,8 +367,16 @@ def save_history(
                 )
             )
             session.flush()
-            audit.record(session, actor, "patient.history.update", "patient_history", patient_id,
-                         patient_id=patient_id, detail={"revision": revision}, now=now)
+            audit.record(
+                session,
+                actor,
+                "patient.history.update",
+                "patient_history",
+                patient_id,
+                patient_id=patient_id,
+                detail={"revision": revision},
+                now=now,
+            )
             return HistoryView(patient_id, revision, now, history)
     except IntegrityError as exc:  # a concurrent save took the same revision number
         raise StaleVersion(
@@ -353,10 +395,14 @@ def access_log(
         total = session.scalar(select(func.count()).select_from(AuditEvent).where(where)) or 0
         events = list(
             session.scalars(
-                select(AuditEvent).where(where).order_by(AuditEvent.id.desc())
-                .limit(limit).offset(offset)
+                select(AuditEvent)
+                .where(where)
+                .order_by(AuditEvent.id.desc())
+                .limit(limit)
+                .offset(offset)
             )
         )
-        audit.record(session, actor, "patient.access_log.read", "patient", patient_id,
-                     patient_id=patient_id)
+        audit.record(
+            session, actor, "patient.access_log.read", "patient", patient_id, patient_id=patient_id
+        )
         return events, total

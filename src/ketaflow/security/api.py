@@ -25,7 +25,7 @@ router = APIRouter(tags=["security"])
 
 class TokenOut(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_at: datetime
     expires_in: int = Field(description="seconds until the token expires")
 

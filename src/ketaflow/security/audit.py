@@ -9,7 +9,13 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ketaflow.core.clock import utc_now
-from ketaflow.security.chain import GENESIS_HASH, HASHED_FIELDS, ChainReport, event_hash, verify_chain
+from ketaflow.security.chain import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    ChainReport,
+    event_hash,
+    verify_chain,
+)
 from ketaflow.security.permissions import Actor
 from ketaflow.security.tables import AuditEvent
 
@@ -63,7 +69,9 @@ def record(
 
 def _rows(session: Session, batch: int = 2000) -> Iterator[Mapping[str, object]]:
     columns = [getattr(AuditEvent, name) for name in (*HASHED_FIELDS, "prev_hash", "hash")]
-    result = session.execute(select(*columns).order_by(AuditEvent.id).execution_options(yield_per=batch))
+    result = session.execute(
+        select(*columns).order_by(AuditEvent.id).execution_options(yield_per=batch)
+    )
     for row in result:
         yield row._mapping
 

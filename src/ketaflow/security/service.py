@@ -127,12 +127,28 @@ def login(
         if user is None or not user.active:
             passwords.verify_password(settings, passwords.dummy_hash(settings), password)
             anonymous = Actor(None, username[:64], UNAUTHENTICATED_ROLE, client_address)
-            audit.record(session, anonymous, "auth.login", "user", None, allowed=False, now=now,
-                         detail={"why": "unknown or inactive user"})
+            audit.record(
+                session,
+                anonymous,
+                "auth.login",
+                "user",
+                None,
+                allowed=False,
+                now=now,
+                detail={"why": "unknown or inactive user"},
+            )
             failure_to_raise: Unauthorized | None = failure
         elif user.locked_until is not None and user.locked_until > now:
-            audit.record(session, actor_for(user, client_address), "auth.login", "user", user.id,
-                         allowed=False, now=now, detail={"why": "locked"})
+            audit.record(
+                session,
+                actor_for(user, client_address),
+                "auth.login",
+                "user",
+                user.id,
+                allowed=False,
+                now=now,
+                detail={"why": "locked"},
+            )
             failure_to_raise = Unauthorized(
                 "account is locked after repeated failed logins; try again later"
             )
@@ -142,9 +158,16 @@ def login(
             if locked:
                 user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
                 user.failed_login_count = 0
-            audit.record(session, actor_for(user, client_address), "auth.login", "user", user.id,
-                         allowed=False, now=now,
-                         detail={"why": "wrong password", "locked": locked})
+            audit.record(
+                session,
+                actor_for(user, client_address),
+                "auth.login",
+                "user",
+                user.id,
+                allowed=False,
+                now=now,
+                detail={"why": "wrong password", "locked": locked},
+            )
             failure_to_raise = failure
         else:
             failure_to_raise = None
@@ -154,8 +177,14 @@ def login(
                 user.password_hash = passwords.hash_password(settings, password)
             token = secrets.token_urlsafe(32)
             expires_at = now + timedelta(minutes=settings.token_ttl_minutes)
-            session.add(ApiToken(token_hash=_token_digest(token), user_id=user.id,
-                                 issued_at=now, expires_at=expires_at))
+            session.add(
+                ApiToken(
+                    token_hash=_token_digest(token),
+                    user_id=user.id,
+                    issued_at=now,
+                    expires_at=expires_at,
+                )
+            )
             actor = actor_for(user, client_address)
             audit.record(session, actor, "auth.login", "user", user.id, now=now)
             issued = IssuedToken(token, expires_at, actor)

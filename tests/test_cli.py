@@ -1,0 +1,119 @@
+"""The command line: init, user add, demo, with one-line errors and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from ketaflow.cli import app
+from ketaflow.core.db import Database
+from ketaflow.core.settings import get_settings
+from ketaflow.patients.tables import Patient
+from ketaflow.security.tables import User
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_db(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("KETAFLOW_DATABASE_URL", url)
+    monkeypatch.setenv("KETAFLOW_ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("KETAFLOW_ARGON2_MEMORY_KIB", "256")
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def _count(url, model, *where):
+    db = Database(url)
+    with db.transaction() as session:
+        value = session.scalar(select(func.count()).select_from(model).where(*where))
+    db.dispose()
+    return value
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("init", "serve", "demo", "user", "audit"):
+        assert command in result.output
+
+
+def test_init_then_user_add_from_stdin(cli_db):
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    result = runner.invoke(
+        app,
+        ["user", "add", "--username", "nurse.ann", "--role", "nurse"],
+        input="a fine long password\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "added nurse.ann (nurse)" in result.output
+    assert _count(cli_db, User, User.username == "nurse.ann") == 1
+
+
+def test_user_add_errors_are_one_line_and_exit_2(cli_db):
+    runner.invoke(app, ["init"])
+    short = runner.invoke(
+        app, ["user", "add", "--username", "nurse.bo", "--role", "nurse"], input="short\n"
+    )
+    assert short.exit_code == 2
+    assert short.output.strip().splitlines() == [
+        "error: password: password must be at least 12 characters"
+    ]
+    bad_role = runner.invoke(
+        app,
+        ["user", "add", "--username", "x.y", "--role", "wizard"],
+        input="a fine long password\n",
+    )
+    assert bad_role.exit_code == 2
+    runner.invoke(
+        app,
+        ["user", "add", "--username", "nurse.cy", "--role", "nurse"],
+        input="a fine long password\n",
+    )
+    taken = runner.invoke(
+        app,
+        ["user", "add", "--username", "nurse.cy", "--role", "nurse"],
+        input="a fine long password\n",
+    )
+    assert taken.exit_code == 2
+    assert "taken" in taken.output
+
+
+def test_demo_builds_a_deterministic_clinic_once(cli_db):
+    first = runner.invoke(app, ["demo", "--no-serve"])
+    assert first.exit_code == 0, first.output
+    assert "dr.rivera" in first.output and "ketaflow-demo" in first.output
+    assert _count(cli_db, Patient) == 40
+    assert _count(cli_db, User, User.is_demo.is_(True)) == 7
+    again = runner.invoke(app, ["demo", "--no-serve"])
+    assert again.exit_code == 0
+    assert "existing" in again.output
+    assert _count(cli_db, Patient) == 40
+    verify = runner.invoke(app, ["audit", "verify"])
+    assert verify.exit_code == 0 and "intact" in verify.output
+
+
+def test_demo_refuses_a_database_with_real_accounts(cli_db):
+    runner.invoke(app, ["init"])
+    runner.invoke(
+        app,
+        ["user", "add", "--username", "real.doc", "--role", "prescriber"],
+        input="a fine long password\n",
+    )
+    result = runner.invoke(app, ["demo", "--no-serve"])
+    assert result.exit_code == 2
+    assert "real staff accounts" in result.output
+    assert _count(cli_db, Patient) == 0
+
+
+def test_bad_settings_are_a_clear_error(cli_db, monkeypatch):
+    monkeypatch.setenv("KETAFLOW_CLINIC_TIMEZONE", "Mars/Olympus")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["init"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: KETAFLOW_CLINIC_TIMEZONE: Value error, unknown time zone 'Mars/Olympus'"
+    )
