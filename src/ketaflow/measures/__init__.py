@@ -1,0 +1,1 @@
+"""Measurement-based care: rating scales, scoring and safety flags, outcome rules."""
