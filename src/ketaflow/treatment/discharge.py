@@ -101,7 +101,9 @@ def evaluate_discharge(
         criteria, dose_started_at=dose_started_at, dose_ended_at=dose_ended_at
     )
     if dose_started_at is None or dose_ended_at is None:
-        unmet.append(Reason("dose_not_complete", "the dose has not been given and ended", _SRC_ISSUE))
+        unmet.append(
+            Reason("dose_not_complete", "the dose has not been given and ended", _SRC_ISSUE)
+        )
     if ends_at is None or at < ends_at:
         anchor_word = (
             "the first device" if criteria.observation_anchor is Anchor.dose_start else "dose end"
@@ -109,7 +111,8 @@ def evaluate_discharge(
         remaining = (
             ""
             if ends_at is None
-            else f"; {int((ends_at - at).total_seconds() // 60) + 1} min to go (from {ends_at:%H:%M} UTC)"
+            else f"; {int((ends_at - at).total_seconds() // 60) + 1} min to go "
+            f"(until {ends_at:%H:%M} UTC)"
         )
         source = (
             "boxed warning; FDA REMS page (reference §1)"
@@ -201,10 +204,7 @@ def evaluate_discharge(
                 _SRC_REMS,
             )
         )
-    if (
-        criteria.require_ready_without_minimum_estimate
-        and inputs.ready_without_minimum_min is None
-    ):
+    if criteria.require_ready_without_minimum_estimate and inputs.ready_without_minimum_min is None:
         unmet.append(
             Reason(
                 "ready_without_minimum_estimate",

@@ -165,8 +165,7 @@ def calculate_weight_based_dose(
             problems.append(
                 Reason(
                     "height_and_sex_needed",
-                    "the clinic doses obese patients on ideal body weight: record height "
-                    "and sex",
+                    "the clinic doses obese patients on ideal body weight: record height and sex",
                     _SOURCE_IBW,
                 )
             )

@@ -59,7 +59,7 @@ class InvalidReading(InvalidInput):
         error_list = list(errors)
         if not error_list:
             raise ValueError("an InvalidReading needs at least one error")
-        field_name, message = error_list[0]
+        field_name = error_list[0][0]
         super().__init__(detail="; ".join(m for _, m in error_list), field_name=field_name)
         self.errors = error_list
 
@@ -75,7 +75,9 @@ class InvalidProtocolOverride(InvalidInput):
         if not error_list:
             raise ValueError("an InvalidProtocolOverride needs at least one error")
         field_name, _ = error_list[0]
-        super().__init__(detail="; ".join(f"{f}: {m}" for f, m in error_list), field_name=field_name)
+        super().__init__(
+            detail="; ".join(f"{f}: {m}" for f, m in error_list), field_name=field_name
+        )
         self.errors = error_list
 
     def extensions(self) -> dict[str, object]:

@@ -301,9 +301,7 @@ def reading_schedule(
             if anchor_at is None:
                 continue
             result.extend(
-                _timed_statuses(
-                    point, active, anchor_at, dose_ended_at, closed_at, horizon, now
-                )
+                _timed_statuses(point, active, anchor_at, dose_ended_at, closed_at, horizon, now)
             )
     return result
 

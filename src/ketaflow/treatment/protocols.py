@@ -47,8 +47,8 @@ __all__ = [
     "ProtocolId",
     "Provenance",
     "Route",
-    "ScheduleRule",
     "SchedulePhase",
+    "ScheduleRule",
     "Severity",
     "WeightBasedDose",
     "apply_overrides",
@@ -670,7 +670,12 @@ def _iv_racemic() -> Protocol:
                     id="baseline",
                     label="pre-dose vitals, SpO2, sedation and dissociation",
                     measures=VITALS
-                    | {Measure.spo2, Measure.respiratory_rate, Measure.moaa_s, Measure.dissociation},
+                    | {
+                        Measure.spo2,
+                        Measure.respiratory_rate,
+                        Measure.moaa_s,
+                        Measure.dissociation,
+                    },
                     anchor=Anchor.pre_dose,
                     required_for_discharge=True,
                 ),
@@ -799,7 +804,12 @@ def _injected_racemic(protocol_id: ProtocolId, route: Route) -> Protocol:
                     id="baseline",
                     label="pre-dose vitals, SpO2, sedation and dissociation",
                     measures=VITALS
-                    | {Measure.spo2, Measure.respiratory_rate, Measure.moaa_s, Measure.dissociation},
+                    | {
+                        Measure.spo2,
+                        Measure.respiratory_rate,
+                        Measure.moaa_s,
+                        Measure.dissociation,
+                    },
                     anchor=Anchor.pre_dose,
                     required_for_discharge=True,
                 ),
@@ -1179,8 +1189,7 @@ def apply_overrides(protocol: Protocol, overrides: Mapping[str, Any]) -> Protoco
         return Protocol.model_validate(data)
     except ValidationError as exc:
         raise InvalidProtocolOverride(
-            (".".join(str(p) for p in err["loc"]) or "protocol", err["msg"])
-            for err in exc.errors()
+            (".".join(str(p) for p in err["loc"]) or "protocol", err["msg"]) for err in exc.errors()
         ) from exc
 
 
