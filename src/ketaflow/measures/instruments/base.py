@@ -383,6 +383,12 @@ class Instrument:
         answered = [answers[i] for i in required if i in answers]
         if rule is None or len(missing) > rule.max_missing or not answered:
             raise AnswerError(missing[0], "missing answer")
+        # A safety item (one a flag rule reads, e.g. PHQ-9 item 9) is never imputed: a missing
+        # answer there must be asked, not averaged away.
+        flagged_items = {flag_rule.item_id for flag_rule in self.flag_rules}
+        for item_id in missing:
+            if item_id in flagged_items:
+                raise AnswerError(item_id, "missing answer (a safety item is never prorated)")
         mean = Fraction(sum(answered), len(answered))
         for item_id in missing:
             filled[item_id] = mean
