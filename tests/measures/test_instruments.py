@@ -611,3 +611,17 @@ def test_cssrs_risk_is_monotone_in_each_yes(answers, data):
     before = RISK_ORDER[CSSRS.score(answers).band.code]
     after = RISK_ORDER[CSSRS.score({**answers, item_id: 1}).band.code]
     assert after >= before
+
+
+def test_unknown_code_is_invalid_input_for_the_api():
+    with pytest.raises(InvalidInput) as caught:
+        get_instrument("BDI-II")
+    assert caught.value.field_name == "instrument"
+    assert isinstance(caught.value, KeyError)
+
+
+def test_score_answers_looks_up_and_scores():
+    from ketaflow.measures.instruments import score_answers
+
+    score = score_answers("gad-7", numbered([1] * 7))
+    assert (score.instrument_code, score.total, score.band.code) == ("GAD-7", 7, "mild")

@@ -18,6 +18,7 @@ from ketaflow.measures.instruments.registry import (
     UnknownInstrument,
     all_instruments,
     get_instrument,
+    score_answers,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "UnknownInstrument",
     "all_instruments",
     "get_instrument",
+    "score_answers",
 ]

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
-from ketaflow.measures.instruments.base import Instrument
+from ketaflow.core.errors import InvalidInput
+from ketaflow.measures.instruments.base import Instrument, MissingItemRule, Score
 from ketaflow.measures.instruments.bprs_plus import BPRS_PLUS
 from ketaflow.measures.instruments.cadss import CADSS
 from ketaflow.measures.instruments.cssrs import CSSRS
@@ -19,14 +22,16 @@ from ketaflow.measures.instruments.qids_sr16 import QIDS_SR16
 INSTRUMENTS: tuple[Instrument, ...] = (PHQ9, GAD7, MADRS, QIDS_SR16, CSSRS, CADSS, MOAAS, BPRS_PLUS)
 
 
-class UnknownInstrument(KeyError):
+class UnknownInstrument(InvalidInput, KeyError):
+    """No scale has this code; the API answers 422 naming the `instrument` field."""
+
     def __init__(self, code: str) -> None:
-        super().__init__(code)
+        known = ", ".join(instrument.code for instrument in INSTRUMENTS)
+        super().__init__(f"unknown instrument {code!r}; known: {known}", field_name="instrument")
         self.code = code
 
     def __str__(self) -> str:
-        known = ", ".join(instrument.code for instrument in INSTRUMENTS)
-        return f"unknown instrument {self.code!r}; known: {known}"
+        return self.detail
 
 
 def lookup_key(code: str) -> str:
@@ -49,3 +54,13 @@ def get_instrument(code: str) -> Instrument:
 
 def all_instruments() -> tuple[Instrument, ...]:
     return INSTRUMENTS
+
+
+def score_answers(
+    code: str,
+    answers: Mapping[str | int, Any],
+    *,
+    missing_item_rule: MissingItemRule | None = None,
+) -> Score:
+    """Look up a scale and score its answers: what the assessments service calls."""
+    return get_instrument(code).score(answers, missing_item_rule=missing_item_rule)
