@@ -310,6 +310,19 @@ def test_qids_band_boundaries(total, band):
     assert (score.total, score.band.code) == (total, band)
 
 
+def test_qids_appetite_and_weight_are_either_or_pairs():
+    qids = get_instrument("QIDS-SR16")
+    answers = dict.fromkeys((str(i) for i in range(1, 17)), 1)
+    del answers["7"], answers["8"]
+    answers["6"] = 3
+    score = qids.score(answers)
+    assert score.subscores["appetite_weight"] == 3
+    assert score.total == 3 + 8 * 1  # appetite/weight 3, eight other domains at 1
+    del answers["6"]
+    with pytest.raises(AnswerError, match=r"item 6: missing answer \(answer item 6 or 7\)"):
+        qids.score(answers)
+
+
 def test_qids_item12_flags():
     qids = get_instrument("QIDS-SR16")
     answers = dict.fromkeys((str(i) for i in range(1, 17)), 0)
@@ -496,7 +509,7 @@ def answers_strategy(instrument: Instrument) -> st.SearchStrategy[dict[str, int]
         {
             item.id: st.sampled_from(sorted(item.values))
             for item in instrument.items
-            if item.required
+            if item.scored
         }
     )
 
@@ -523,7 +536,7 @@ def test_totals_always_in_range_and_banded(case):
 @given(scale_and_answers(), st.data())
 def test_totals_are_monotone_in_each_item(case, data):
     instrument, answers = case
-    item = data.draw(st.sampled_from([i for i in instrument.items if i.required]))
+    item = data.draw(st.sampled_from([i for i in instrument.items if i.scored]))
     higher = [v for v in item.values if v > answers[item.id]]
     if not higher:
         return

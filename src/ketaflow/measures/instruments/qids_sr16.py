@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from ketaflow.measures.instruments.base import (
+    AnswerError,
     Band,
     FlagRule,
     Instrument,
     Item,
+    MissingItemRule,
     Severity,
     numeric_options,
     round_half_up,
@@ -43,8 +45,21 @@ _LABELS = (
     "Feeling restless",
 )
 
+# The self-report form asks either 6 or 7 (decreased or increased appetite) and either 8 or 9
+# (weight down or up), not both. We could not confirm this from ids-qids.org itself (it is how
+# published electronic versions implement the form), so both ways are accepted: at least one of
+# each pair must be answered, and the appetite/weight domain is the maximum of what was answered,
+# which is the same rule whichever way the form was filled in.
+EITHER_OR_PAIRS: tuple[tuple[str, str], ...] = (("6", "7"), ("8", "9"))
+_EITHER_OR_ITEMS = frozenset(item_id for pair in EITHER_OR_PAIRS for item_id in pair)
+
 ITEMS = tuple(
-    Item(id=str(number), label=label, options=numeric_options(0, 3))
+    Item(
+        id=str(number),
+        label=label,
+        options=numeric_options(0, 3),
+        required=str(number) not in _EITHER_OR_ITEMS,
+    )
     for number, label in enumerate(_LABELS, start=1)
 )
 
@@ -93,8 +108,19 @@ FLAG_RULES = (
 class QidsInstrument(Instrument):
     domains: tuple[tuple[str, tuple[str, ...]], ...] = DOMAINS
 
+    def _fill_missing(
+        self, answers: Mapping[str, int], rule: MissingItemRule | None
+    ) -> tuple[dict[str, Fraction], tuple[str, ...]]:
+        for first, second in EITHER_OR_PAIRS:
+            if first not in answers and second not in answers:
+                raise AnswerError(first, f"missing answer (answer item {first} or {second})")
+        return super()._fill_missing(answers, rule)
+
     def _domain_scores(self, answers: Mapping[str, Fraction]) -> dict[str, Fraction]:
-        return {name: max(answers[i] for i in item_ids) for name, item_ids in self.domains}
+        return {
+            name: max(answers[i] for i in item_ids if i in answers)
+            for name, item_ids in self.domains
+        }
 
     def _total(self, answers: Mapping[str, Fraction]) -> int | None:
         return round_half_up(sum(self._domain_scores(answers).values(), Fraction(0)))
@@ -118,5 +144,9 @@ QIDS_SR16 = QidsInstrument(
     source="Rush AJ et al. The 16-item QIDS-C and QIDS-SR. Biol Psychiatry 2003;54:573-83; "
     "scoring per ids-qids.org",
     full_wording=False,
-    notes=("Remission: total <= 5 (reference §3 outcome definitions).",),
+    notes=(
+        "Remission: total <= 5 (reference §3 outcome definitions).",
+        "Items 6/7 and 8/9 are either-or pairs on the self-report form: answer at least one of "
+        "each (unconfirmed form detail; the domain maximum is unaffected).",
+    ),
 )
