@@ -361,3 +361,22 @@ def test_early_non_response_scope():
 def test_a_later_response_overrides_the_prediction():
     points = madrs((day(1), 28), (day(3), 26), (day(5), 25), (day(8), 12))
     assert evaluate_early_non_response("MADRS", points, IV_SERIES, "IV") is None
+
+
+def test_naive_times_are_refused():
+    naive = datetime(2026, 3, 2, 9, 0)
+    with pytest.raises(ValueError, match=r"score time .* has no timezone"):
+        evaluate_course("PHQ-9", [(naive, 20)], [day(0)])
+    with pytest.raises(ValueError, match=r"dose time .* has no timezone"):
+        evaluate_course("PHQ-9", [(day(-1), 20)], [naive])
+    with pytest.raises(ValueError, match="has no timezone"):
+        evaluate_course("PHQ-9", [(day(-1), 20)], [day(0), naive])
+
+
+def test_dose_times_may_be_a_generator():
+    points = responder((day(30), 14))
+    doses = (dose for dose in IV_SERIES)
+    assert evaluate_booster_rules("PHQ-9", points, doses)
+    madrs_points = madrs((day(1), 28), (day(3), 26), (day(5), 25))
+    two_doses = (dose for dose in [*IV_SERIES[:2]])
+    assert evaluate_early_non_response("MADRS", madrs_points, two_doses, "IV") is not None

@@ -229,19 +229,33 @@ class CourseOutcome:
         }
 
 
+def _check_aware(moment: datetime, what: str) -> None:
+    # Stored times are timezone-aware UTC (DESIGN conventions); a naive time here is a bug.
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{what} {moment.isoformat()} has no timezone")
+
+
 def _as_points(points: Iterable[ScorePoint | tuple[datetime, int]]) -> list[ScorePoint]:
     ordered = [ScorePoint(taken_at, total) for taken_at, total in points]
     for point in ordered:
+        _check_aware(point.taken_at, "score time")
         if isinstance(point.total, bool) or not isinstance(point.total, int):
             raise ValueError(f"total at {point.taken_at.isoformat()} is not a whole number")
     return sorted(ordered, key=lambda point: point.taken_at)
+
+
+def _as_doses(dose_times: Iterable[datetime]) -> list[datetime]:
+    doses = list(dose_times)
+    for dose_at in doses:
+        _check_aware(dose_at, "dose time")
+    return sorted(doses)
 
 
 def select_baseline(
     points: Iterable[ScorePoint | tuple[datetime, int]], dose_times: Iterable[datetime]
 ) -> Baseline | None:
     """The last score strictly before the first dose of the course; None without one."""
-    doses = sorted(dose_times)
+    doses = _as_doses(dose_times)
     if not doses:
         return None
     first_dose_at = doses[0]
@@ -301,7 +315,7 @@ def evaluate_course(
     """Outcome of one course on one instrument. With `as_of`, only what was known then counts
     (points and doses after it are ignored), so a past worklist can be reproduced."""
     all_points = _as_points(points)
-    doses = sorted(dose_times)
+    doses = _as_doses(dose_times)
     if as_of is not None:
         all_points = [point for point in all_points if point.taken_at <= as_of]
         doses = [dose for dose in doses if dose <= as_of]
@@ -479,13 +493,14 @@ def evaluate_booster_rules(
     """ "consider booster" suggestions on the latest score. A rule applies only to a responder
     (response reached before the latest score) and only when no dose was given since the latest
     score (a booster already given answers it)."""
-    course = evaluate_course(instrument_code, points, dose_times, outcome_rules, as_of=as_of)
+    all_doses = _as_doses(dose_times)  # read once: callers may pass a generator
+    course = evaluate_course(instrument_code, points, all_doses, outcome_rules, as_of=as_of)
     latest = course.latest
     if latest is None or course.first_response_at is None:
         return ()
     if course.first_response_at >= latest.taken_at:
         return ()
-    doses = sorted(d for d in dose_times if as_of is None or d <= as_of)
+    doses = [d for d in all_doses if as_of is None or d <= as_of]
     if doses and doses[-1] >= latest.taken_at:
         return ()
     earlier = [p for p in course.points if p.taken_at < latest.taken_at]
@@ -561,13 +576,14 @@ def evaluate_early_non_response(
     score shows a response: the prediction has been overtaken by what happened."""
     if instrument_code != rule.instrument_code or route.upper() not in rule.routes:
         return None
-    course = evaluate_course(instrument_code, points, dose_times, outcome_rules, as_of=as_of)
+    all_doses = _as_doses(dose_times)  # read once: callers may pass a generator
+    course = evaluate_course(instrument_code, points, all_doses, outcome_rules, as_of=as_of)
     if course.baseline is None or not course.points:
         return None
     latest = course.points[-1]
     if latest.reduction is not None and latest.reduction >= outcome_rules.response_reduction:
         return None
-    doses = sorted(d for d in dose_times if as_of is None or d <= as_of)
+    doses = [d for d in all_doses if as_of is None or d <= as_of]
 
     def improved(point: PointOutcome) -> bool:
         # With a baseline of 0 there is nothing to improve: never call it non-improvement.

@@ -395,7 +395,8 @@ class Instrument:
         return filled, tuple(missing)
 
     def _total(self, answers: Mapping[str, Fraction]) -> int | None:
-        return round_half_up(sum((answers[i.id] for i in self.scored_items), Fraction(0)))
+        scored = (answers[i.id] for i in self.scored_items if i.id in answers)
+        return round_half_up(sum(scored, Fraction(0)))
 
     def _band(self, answers: Mapping[str, Fraction], total: int | None) -> Band | None:
         del answers

@@ -169,7 +169,8 @@ CSSRS = CssrsScreener(
     "(Columbia Lighthouse Project)",
     full_wording=False,
     notes=(
-        "No total: the result is the risk level (none, low, moderate, high).",
+        "No total: the result is the risk level (none, low, moderate, high); each band's "
+        "low/high hold the level's ordinal 0-3, also given as subscore risk_level.",
         "Answers are yes (1) or no (0); skipped questions must be absent.",
     ),
 )
