@@ -506,11 +506,7 @@ def test_score_as_dict_round_trips_through_json():
 
 def answers_strategy(instrument: Instrument) -> st.SearchStrategy[dict[str, int]]:
     return st.fixed_dictionaries(
-        {
-            item.id: st.sampled_from(sorted(item.values))
-            for item in instrument.items
-            if item.scored
-        }
+        {item.id: st.sampled_from(sorted(item.values)) for item in instrument.items if item.scored}
     )
 
 
