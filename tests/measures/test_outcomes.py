@@ -380,3 +380,24 @@ def test_dose_times_may_be_a_generator():
     madrs_points = madrs((day(1), 28), (day(3), 26), (day(5), 25))
     two_doses = (dose for dose in [*IV_SERIES[:2]])
     assert evaluate_early_non_response("MADRS", madrs_points, two_doses, "IV") is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(course_points(), st.lists(st.integers(0, 120), max_size=8))
+def test_booster_suggestions_only_for_responders_without_a_later_dose(points, dose_days):
+    doses = [day(0)] + [day(d) for d in dose_days]
+    suggestions = evaluate_booster_rules("PHQ-9", points, doses)
+    if not suggestions:
+        return
+    course = evaluate_course("PHQ-9", points, doses)
+    latest = course.latest
+    assert course.first_response_at is not None
+    assert course.first_response_at < latest.taken_at
+    assert max(doses) < latest.taken_at
+    earlier_best = min(p.total for p in course.points if p.taken_at < latest.taken_at)
+    for suggestion in suggestions:
+        assert suggestion.total == latest.total
+        if suggestion.rule_code == "phq9_rise_from_best":
+            assert latest.total - earlier_best >= 5
+        else:
+            assert latest.total > 10 >= earlier_best
