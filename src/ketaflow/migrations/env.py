@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import JSON, engine_from_config, pool
 
 from ketaflow.core.db import UTCDateTime
 from ketaflow.schema import metadata
@@ -15,6 +15,9 @@ def _render_item(type_: str, obj, autogen_context):
     # Revisions must not import ketaflow: render our UTC type as the plain column it stores.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, JSON) and obj._variant_mapping:
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
+        return 'sa.JSON().with_variant(postgresql.JSONB(), "postgresql")'
     return False
 
 
