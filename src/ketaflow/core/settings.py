@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     # An eligibility screening is valid this long (issue 2: default 180 days, a setting).
     screening_validity_days: int = Field(default=180, ge=1, le=730)
 
+    # Where patients reach the server: questionnaire links are built on it.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # A one-time questionnaire link stays usable this long unless its creator says otherwise.
+    questionnaire_link_hours: int = Field(default=72, ge=1, le=24 * 60)
+    # A clinic's licensed item wording for scales shipped with short labels (JSON file).
+    instrument_wording_file: str | None = None
+
     # SQLite waits this long for a competing writer before giving up.
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
 

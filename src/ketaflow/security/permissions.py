@@ -36,15 +36,22 @@ ACCESS_LOG_READ = "patient.access_log.read"
 # Staff accounts and the audit log.
 USER_MANAGE = "user.manage"
 AUDIT_READ = "audit.read"
+# Measurement-based care: rating scales, safety alerts, outcomes, self-report links.
+ASSESSMENT_CREATE = "assessment.create"
+ASSESSMENT_READ = "assessment.read"
+ALERT_ACKNOWLEDGE = "alert.acknowledge"
+QUESTIONNAIRE_LINK_CREATE = "questionnaire_link.create"
 # Pharmacokinetic simulation (no patient data unless a patient is named).
 PK_SIMULATE = "pk.simulate"
 
-_CLINICAL_READ = frozenset({PATIENT_READ, HISTORY_READ, SCREENING_READ})
+_CLINICAL_READ = frozenset({PATIENT_READ, HISTORY_READ, SCREENING_READ, ASSESSMENT_READ})
+_MEASURING = frozenset({ASSESSMENT_CREATE, ALERT_ACKNOWLEDGE, QUESTIONNAIRE_LINK_CREATE})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     # Admins manage accounts; they do not read charts.
     Role.admin: frozenset({USER_MANAGE}),
     Role.prescriber: _CLINICAL_READ
+    | _MEASURING
     | {
         PATIENT_CREATE,
         PATIENT_UPDATE,
@@ -55,10 +62,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         ACCESS_LOG_READ,
         PK_SIMULATE,
     },
-    Role.nurse: _CLINICAL_READ | {WEIGHT_RECORD, HISTORY_UPDATE, PK_SIMULATE},
-    Role.therapist: _CLINICAL_READ,
+    Role.nurse: _CLINICAL_READ | _MEASURING | {WEIGHT_RECORD, HISTORY_UPDATE, PK_SIMULATE},
+    Role.therapist: _CLINICAL_READ | _MEASURING,
     # Registration and booking need demographics, not clinical history.
-    Role.front_desk: frozenset({PATIENT_CREATE, PATIENT_READ, PATIENT_UPDATE}),
+    Role.front_desk: frozenset(
+        {PATIENT_CREATE, PATIENT_READ, PATIENT_UPDATE, QUESTIONNAIRE_LINK_CREATE}
+    ),
     Role.manager: frozenset({PATIENT_READ}),
     # Auditors read the audit trail and who-accessed-what, nothing clinical.
     Role.auditor: frozenset({AUDIT_READ, ACCESS_LOG_READ}),
