@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, event, settings
-from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from ketaflow.treatment import rules as R
@@ -684,9 +684,7 @@ def adverse_event(at, severity=AdverseEventSeverity.severe, kind=AdverseEventKin
 def test_open_severe_adverse_event_blocks_discharge_until_resolved():
     session, at = ready_to_discharge(IV)
     onset = at - minutes(30)
-    with_ae = R.record_adverse_event(
-        session, adverse_event(onset), actor=NURSE, now=at
-    ).session
+    with_ae = R.record_adverse_event(session, adverse_event(onset), actor=NURSE, now=at).session
     assert with_ae.adverse_events[0].recorded_by == NURSE.user_id
     with pytest.raises(RuleViolation) as caught:
         R.discharge(with_ae, IV, discharge_inputs(IV), actor=NURSE, now=at)
