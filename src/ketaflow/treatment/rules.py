@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -163,8 +163,16 @@ class Role(StrEnum):
 
 
 class Actor(_Value):
+    """Who acts. Role values match `security.permissions.Role` for the clinical roles; the
+    service passes the user's id (an int there is accepted and kept as text)."""
+
     user_id: str = Field(min_length=1, max_length=64)
     role: Role
+
+    @field_validator("user_id", mode="before")
+    @classmethod
+    def _text_id(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +354,10 @@ class PreDoseInputs(_Value):
     @field_validator("clinic_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
 
