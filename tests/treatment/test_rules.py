@@ -1035,3 +1035,33 @@ def test_the_hypothesis_machine_can_reach_discharge():
     machine.stop(PRESCRIBER, 0)
     assert machine.session.state is S.discharged
     machine.valid()
+
+
+def test_session_status_for_worklists():
+    session = dosing(IV)
+    at = DOSE_START + minutes(20)
+    session = R.record_reading(
+        session, IV, reading(at, systolic_mmhg=190, diastolic_mmhg=90), actor=NURSE, now=at
+    ).session
+    status = R.session_status(session, IV, now=DOSE_START + minutes(32))
+    assert status.state is S.dosing
+    assert [a.threshold_id for a in status.open_alarms] == ["systolic_hold"]
+    # The 10-minute reading was missed (the 20-minute one lacks HR and SpO2: missed too).
+    assert [d.due_at for d in status.missed_readings] == [
+        DOSE_START + minutes(10),
+        DOSE_START + minutes(20),
+    ]
+    assert [d.due_at for d in status.due_readings] == [DOSE_START + minutes(30)]
+    assert status.observation_ends_at is None and status.discharge_blockers == ()
+
+    monitored, end = monitoring(IV)
+    status = R.session_status(monitored, IV, now=end + minutes(5))
+    assert status.observation_ends_at == end + minutes(60)
+    assert "min_observation" in [r.rule_id for r in status.discharge_blockers]
+    ready, at = ready_to_discharge(IV)
+    assert R.session_status(ready, IV, now=at).discharge_blockers == ()
+
+    deferred = run_checks(IV, escort_confirmed=False)
+    assert [r.rule_id for r in R.session_status(deferred, IV, now=T0).deferred_reasons] == [
+        "escort_confirmed"
+    ]

@@ -20,15 +20,16 @@ Pure: no database, no clock (`now` is a parameter), no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ketaflow.treatment.discharge import DischargeInputs, evaluate_discharge
+from ketaflow.treatment.discharge import DischargeInputs, evaluate_discharge, observation_ends_at
 from ketaflow.treatment.dosing import clinic_days_between
 from ketaflow.treatment.errors import Reason, RuleViolation
 from ketaflow.treatment.monitoring import (
@@ -37,11 +38,14 @@ from ketaflow.treatment.monitoring import (
     AdverseEventKind,
     AdverseEventOutcome,
     Alarm,
+    DueReading,
+    DueStatus,
     Reading,
     active_readings,
     evaluate_alarms,
     latest_reading_with,
     phase_at,
+    reading_schedule,
     validate_reading,
 )
 from ketaflow.treatment.protocols import (
@@ -75,6 +79,7 @@ __all__ = [
     "Role",
     "SessionEvent",
     "SessionState",
+    "SessionStatus",
     "StopReason",
     "StopRecord",
     "Titration",
@@ -95,6 +100,7 @@ __all__ = [
     "reschedule",
     "resume_infusion",
     "run_pre_dose_checks",
+    "session_status",
     "start_dose",
     "stop",
     "titrate_dose",
@@ -1712,8 +1718,6 @@ def stop(
 # Invariants
 
 
-_StateCheck = Callable[[DosingSession], bool]
-
 _REACHED_DOSING = frozenset({SessionState.dosing, SessionState.monitoring, SessionState.discharged})
 
 
@@ -1729,9 +1733,9 @@ def invariant_violations(session: DosingSession, protocol: Protocol) -> list[str
         problems.append("cleared without cleared_at")
     if state is SessionState.deferred and not session.deferred_reasons:
         problems.append("deferred without reasons")
-    if state in _REACHED_DOSING:
-        if session.dose is None or session.dose_started_at is None:
-            problems.append(f"{state} without a started dose")
+    if state in _REACHED_DOSING and (session.dose is None or session.dose_started_at is None):
+        problems.append(f"{state} without a started dose")
+    if state in _REACHED_DOSING | {SessionState.cleared}:
         run = session.last_check_run
         if run is None:
             problems.append(f"{state} without pre-dose checks")
@@ -1761,7 +1765,7 @@ def invariant_violations(session: DosingSession, protocol: Protocol) -> list[str
         problems.append(f"{state} with closed_at")
     if isinstance(protocol.dose_rule, DeviceDose) and session.devices:
         rest = timedelta(minutes=protocol.dose_rule.rest_between_devices_min)
-        for earlier, later in zip(session.devices, session.devices[1:], strict=False):
+        for earlier, later in pairwise(session.devices):
             if later.at - earlier.at < rest:
                 problems.append("devices closer than the rest interval")
         if session.dose is not None and len(session.devices) > (session.dose.device_count or 0):
@@ -1787,3 +1791,66 @@ def invariant_violations(session: DosingSession, protocol: Protocol) -> list[str
     if len(ids) != len(set(ids)):
         problems.append("duplicate reading ids")
     return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# A session at a glance (worklists, the day board, `ketaflow sessions today`)
+
+
+class SessionStatus(_Value):
+    session_id: str
+    state: SessionState
+    open_alarms: tuple[Alarm, ...]
+    # Planned readings whose window is open now, and those whose window passed unmet.
+    due_readings: tuple[DueReading, ...]
+    missed_readings: tuple[DueReading, ...]
+    # When the minimum observation ends (None before the dose).
+    observation_ends_at: datetime | None
+    # In monitoring: the criteria still unmet if discharge were attempted now (escort and the
+    # clinician's answers assumed given, since they are asked at the moment of discharge).
+    discharge_blockers: tuple[Reason, ...]
+    deferred_reasons: tuple[Reason, ...]
+
+
+def session_status(session: DosingSession, protocol: Protocol, *, now: datetime) -> SessionStatus:
+    """Everything a worklist shows about one session at `now`; changes nothing."""
+    _require_protocol(session, protocol)
+    schedule = reading_schedule(
+        protocol.monitoring,
+        readings=session.readings,
+        checked_in_at=session.checked_in_at,
+        dose_started_at=session.dose_started_at,
+        dose_ended_at=session.dose_ended_at,
+        closed_at=session.closed_at,
+        now=now,
+    )
+    ends_at = observation_ends_at(
+        protocol.discharge,
+        dose_started_at=session.dose_started_at,
+        dose_ended_at=session.dose_ended_at,
+    )
+    blockers: tuple[Reason, ...] = ()
+    if session.state is SessionState.monitoring:
+        assumed = DischargeInputs(
+            escort_present=True, clinician_judges_stable=True, ready_without_minimum_min=0
+        )
+        blockers = evaluate_discharge(
+            protocol,
+            readings=session.readings,
+            adverse_events=session.adverse_events,
+            checked_in_at=session.checked_in_at,
+            dose_started_at=session.dose_started_at,
+            dose_ended_at=session.dose_ended_at,
+            inputs=assumed,
+            at=now,
+        ).unmet
+    return SessionStatus(
+        session_id=session.id,
+        state=session.state,
+        open_alarms=tuple(session.open_alarms),
+        due_readings=tuple(d for d in schedule if d.status is DueStatus.due),
+        missed_readings=tuple(d for d in schedule if d.status is DueStatus.missed),
+        observation_ends_at=ends_at,
+        discharge_blockers=blockers,
+        deferred_reasons=session.deferred_reasons if session.state is SessionState.deferred else (),
+    )
