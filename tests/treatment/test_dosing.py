@@ -84,6 +84,12 @@ def test_absolute_cap_applies():
     assert any("capped" in note for note in dose.notes)
 
 
+def test_rounding_never_passes_the_mg_per_kg_maximum():
+    # 0.75 x 42.4 = 31.8: the nearest step (32.0) is above the maximum, so 31.5.
+    dose = iv_dose(weight_kg=Decimal("42.4"), mg_per_kg=Decimal("0.75"))
+    assert (dose.dose_mg, dose.max_dose_mg, dose.capped) == (Decimal("31.5"), Decimal("31.5"), True)
+
+
 def test_implausible_inputs_are_refused_together():
     with pytest.raises(RuleViolation) as caught:
         iv_dose(weight_kg=Decimal("0.5"), concentration_mg_per_ml=Decimal(0))
@@ -137,7 +143,13 @@ def test_dose_is_on_the_step_within_the_maximum_and_the_volume_never_exceeds_it(
     dose = iv_dose(weight_kg=weight, mg_per_kg=mg_per_kg, concentration_mg_per_ml=concentration)
     assert dose.dose_mg % IV.dose_rule.rounding_step_mg == 0
     assert dose.dose_mg <= IV.dose_rule.max_mg_per_kg * weight
-    assert abs(dose.dose_mg - dose.unrounded_dose_mg) <= IV.dose_rule.rounding_step_mg / 2
+    step = IV.dose_rule.rounding_step_mg
+    if dose.capped:
+        # Rounding up would pass the maximum: the dose is the maximum floored to the step.
+        assert dose.dose_mg == dose.max_dose_mg
+        assert Decimal(0) < dose.unrounded_dose_mg - dose.dose_mg < step
+    else:
+        assert abs(dose.dose_mg - dose.unrounded_dose_mg) <= step / 2
     assert dose.volume_ml * concentration <= dose.dose_mg
     assert dose.dose_mg - dose.volume_ml * concentration < Decimal("0.01") * concentration
 

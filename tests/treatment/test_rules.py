@@ -488,6 +488,18 @@ def test_esketamine_start_needs_lot_number_and_whole_devices():
         assert caught.value.rule_ids == [rule_id]
 
 
+def test_esketamine_84_mg_only_after_a_56_mg_start_at_dose_time():
+    session = cleared(ESK)
+    dose_84 = R.AdministeredDose(dose_mg=Decimal(84), device_count=3, lot_number="L")
+    with pytest.raises(RuleViolation) as caught:
+        R.start_dose(session, ESK, dose_84, actor=NURSE, now=DOSE_START)
+    assert caught.value.rule_ids == ["esketamine_first_dose"]
+    started = R.start_dose(
+        session, ESK, dose_84, actor=NURSE, now=DOSE_START, prior_doses_mg=[56, 56]
+    ).session
+    assert started.dose.device_count == 3 and len(started.devices) == 1
+
+
 def test_ending_early_needs_a_reason():
     session = dosing(ESK)
     with pytest.raises(RuleViolation) as caught:

@@ -20,7 +20,7 @@ Pure: no database, no clock (`now` is a parameter), no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ketaflow.treatment.discharge import DischargeInputs, evaluate_discharge, observation_ends_at
-from ketaflow.treatment.dosing import clinic_days_between
+from ketaflow.treatment.dosing import calculate_device_dose, clinic_days_between
 from ketaflow.treatment.errors import Reason, RuleViolation
 from ketaflow.treatment.monitoring import (
     AdverseEvent,
@@ -1093,9 +1093,12 @@ def start_dose(
     *,
     actor: Actor,
     now: datetime,
+    prior_doses_mg: Sequence[int] = (),
 ) -> Outcome:
     """Start the dose. For esketamine this is the first device, given at `now` (the
-    observation clock starts here); the lot number and the device count are required."""
+    observation clock starts here); the lot number and the device count are required, and
+    `prior_doses_mg` (the patient's earlier esketamine doses) enforces the label's 56 mg start:
+    left empty, the session counts as a first dose, so 84 mg is refused (fail-safe)."""
     _require_protocol(session, protocol)
     _require_state(session, "start_dose", {SessionState.cleared})
     _require_role(session, actor, "start_dose", _CLINICAL)
@@ -1116,7 +1119,14 @@ def start_dose(
                     "esketamine_dose_not_allowed", f"{dose.dose_mg} mg is not an allowed dose", src
                 )
             )
-        elif dose.device_count != int(dose.dose_mg) // rule.device_mg:
+        else:
+            try:
+                calculate_device_dose(
+                    rule, dose_mg=int(dose.dose_mg), prior_doses_mg=list(prior_doses_mg)
+                )
+            except RuleViolation as refused:
+                problems.extend(refused.reasons)
+        if not problems and dose.device_count != int(dose.dose_mg) // rule.device_mg:
             problems.append(
                 Reason(
                     "device_count",
