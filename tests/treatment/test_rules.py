@@ -943,6 +943,30 @@ class SessionMachine(RuleBasedStateMachine):
             assert evaluation.ok
             assert s.discharge.at >= evaluation.observation_ends_at
 
+    @rule()
+    def pause_or_resume(self):
+        if self.session.infusion_paused:
+            self.act(lambda: R.resume_infusion(self.session, actor=PRESCRIBER, now=self.now))
+        else:
+            self.act(
+                lambda: R.pause_infusion(
+                    self.session, self.protocol, reason="hold", actor=NURSE, now=self.now
+                )
+            )
+
+    @rule(new_dose=st.sampled_from([Decimal(20), Decimal(60), Decimal(61)]))
+    def titrate(self, new_dose):
+        self.act(
+            lambda: R.titrate_dose(
+                self.session,
+                self.protocol,
+                new_dose_mg=new_dose,
+                reason="response",
+                actor=PRESCRIBER,
+                now=self.now,
+            )
+        )
+
     @precondition(lambda self: any(not r.voided for r in self.session.readings))
     @rule(data=st.data())
     def void(self, data):

@@ -1797,6 +1797,11 @@ def invariant_violations(session: DosingSession, protocol: Protocol) -> list[str
             problems.append(f"illegal edge {event.from_state} -> {event.to_state}")
     if session.events and session.events[-1].to_state is not state:
         problems.append("state differs from the last event")
+    dose = session.dose
+    if dose is not None and dose.max_dose_mg is not None and dose.dose_mg > dose.max_dose_mg:
+        problems.append("dose above its maximum")
+    if session.infusion_paused and state is not SessionState.dosing:
+        problems.append(f"{state} with the infusion still paused")
     ids = [r.id for r in session.readings]
     if len(ids) != len(set(ids)):
         problems.append("duplicate reading ids")
