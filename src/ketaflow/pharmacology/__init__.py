@@ -1,0 +1,7 @@
+"""Pharmacology engine: ketamine and esketamine PK on every route, solved exactly.
+
+Pure: imports NumPy, SciPy and Numba only, nothing else of ketaflow. Entry points:
+`clinical.simulate` (population summary of a planned dose), `clinical.observation_advice`
+(one patient: curve, 90% band, effect site, end of dissociation, suggested discharge),
+`population` (virtual populations in chunks), `solve` (the exact solutions).
+"""

@@ -1,0 +1,211 @@
+"""Virtual populations: N patients with log-normal variability and covariate distributions,
+simulated in chunks so memory stays bounded, seeded and reproducible.
+
+Random numbers are drawn per block of RNG_BLOCK patients from a generator seeded by
+(seed, block index), so a result depends on the seed and N only, not on how work is split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ketaflow.pharmacology.errors import PKInputError
+from ketaflow.pharmacology.models import Administration, Covariates, PKModel
+from ketaflow.pharmacology.solve import (
+    AUC_HORIZON,
+    AUC_INF,
+    CMAX,
+    HALF_LIFE,
+    OUTPUT_EFFECT,
+    OUTPUT_METABOLITE,
+    OUTPUT_PARENT,
+    TIME_ABOVE,
+    TIME_TO_BELOW,
+    TMAX,
+    DoseEvents,
+    ModalSystem,
+    decompose,
+    grid_curves,
+    summarize,
+)
+
+RNG_BLOCK = 8192
+MAX_PATIENTS = 1_000_000  # summaries keep 7 floats per patient and output: ~170 MB at most
+OUTPUT_NAMES = {OUTPUT_PARENT: "parent", OUTPUT_METABOLITE: "metabolite", OUTPUT_EFFECT: "effect"}
+
+ProgressCallback = Callable[[int, int], None]  # (patients done, total)
+
+
+@dataclass(frozen=True)
+class PopulationSpec:
+    model: PKModel
+    route: str
+    doses: tuple[Administration, ...]
+    n_patients: int
+    weight_kg: float
+    age_years: float = 40.0
+    weight_sd_kg: float = 0.0  # 0: every virtual patient has the given weight
+    age_sd_years: float = 0.0
+    seed: int = 0
+    variability: bool = True  # False: the typical patient, repeated
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_patients <= MAX_PATIENTS:
+            raise PKInputError(
+                "patients", f"patients must be between 1 and {MAX_PATIENTS}, got {self.n_patients}"
+            )
+        if self.weight_sd_kg < 0 or self.age_sd_years < 0:
+            raise PKInputError("weight_sd", "standard deviations must be zero or positive")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int  # index of the first patient
+    modal: ModalSystem
+    events: DoseEvents
+
+
+def _covariates(spec: PopulationSpec, rng: np.random.Generator | None, n: int) -> Covariates:
+    weight = np.full(n, spec.weight_kg)
+    age = np.full(n, spec.age_years)
+    if rng is not None and spec.weight_sd_kg > 0:
+        # Truncated to the adult range the engine accepts (10-350 kg), resampled not clipped.
+        weight = rng.normal(spec.weight_kg, spec.weight_sd_kg, n)
+        bad = (weight < 30) | (weight > 250)
+        while bad.any():
+            weight[bad] = rng.normal(spec.weight_kg, spec.weight_sd_kg, int(bad.sum()))
+            bad = (weight < 30) | (weight > 250)
+    if rng is not None and spec.age_sd_years > 0:
+        age = np.clip(rng.normal(spec.age_years, spec.age_sd_years, n), 18.0, 95.0)
+    return Covariates(weight, age)
+
+
+def iter_chunks(spec: PopulationSpec) -> Iterator[Chunk]:
+    """Patients in blocks of RNG_BLOCK: modal decomposition and dose events of each block."""
+    for start in range(0, spec.n_patients, RNG_BLOCK):
+        n = min(RNG_BLOCK, spec.n_patients - start)
+        rng = np.random.default_rng([spec.seed, start // RNG_BLOCK]) if spec.variability else None
+        cov = _covariates(spec, rng, n)
+        ind = spec.model.individuals(spec.route, cov, rng)
+        events = spec.model.events(spec.route, spec.doses, ind)
+        yield Chunk(start, decompose(ind.system), events)
+
+
+@dataclass(frozen=True)
+class PopulationSummary:
+    """Per-patient summaries: `values[name][field]` arrays of length N (units in the names)."""
+
+    n_patients: int
+    threshold_ng_per_ml: dict[str, float]
+    values: dict[str, dict[str, np.ndarray]]
+
+    def percentiles(
+        self, q: tuple[float, ...] = (5.0, 50.0, 95.0)
+    ) -> dict[str, dict[str, list[float]]]:
+        result: dict[str, dict[str, list[float]]] = {}
+        for name, fields in self.values.items():
+            result[name] = {}
+            for field_name, arr in fields.items():
+                finite = arr[np.isfinite(arr)]
+                result[name][field_name] = (
+                    [float(v) for v in np.percentile(finite, q)]
+                    if finite.size
+                    else [math.nan] * len(q)
+                )
+        return result
+
+
+def simulate_summaries(
+    spec: PopulationSpec,
+    outputs: tuple[int, ...] = (OUTPUT_PARENT, OUTPUT_METABOLITE),
+    thresholds_ng_per_ml: tuple[float, ...] = (50.0, 50.0),
+    horizon_min: float = 1440.0,
+    progress: ProgressCallback | None = None,
+) -> PopulationSummary:
+    """Cmax, Tmax, AUC (to infinity and to the horizon), time above the threshold, time to fall
+    below it and terminal half-life of every virtual patient, from the closed form."""
+    if len(outputs) != len(thresholds_ng_per_ml):
+        raise PKInputError("threshold", "one threshold per output is needed")
+    for thr in thresholds_ng_per_ml:
+        if not math.isfinite(thr) or thr <= 0:
+            raise PKInputError("threshold", f"the threshold must be positive, got {thr!r}")
+    n = spec.n_patients
+    store = np.empty((n, len(outputs), 7))
+    for chunk in iter_chunks(spec):
+        block = summarize(chunk.modal, chunk.events, outputs, thresholds_ng_per_ml, horizon_min)
+        store[chunk.start : chunk.start + block.shape[0]] = block
+        if progress:
+            progress(chunk.start + block.shape[0], n)
+    values: dict[str, dict[str, np.ndarray]] = {}
+    for q, o in enumerate(outputs):
+        s = store[:, q, :]
+        values[OUTPUT_NAMES[o]] = {
+            "cmax_ng_per_ml": s[:, CMAX].copy(),
+            "tmax_min": s[:, TMAX].copy(),
+            "auc_ng_h_per_ml": s[:, AUC_INF] / 60.0,
+            "auc_horizon_ng_h_per_ml": s[:, AUC_HORIZON] / 60.0,
+            "time_above_threshold_min": s[:, TIME_ABOVE].copy(),
+            "time_to_below_threshold_min": s[:, TIME_TO_BELOW].copy(),
+            "half_life_h": s[:, HALF_LIFE] / 60.0,
+        }
+    return PopulationSummary(
+        n,
+        {OUTPUT_NAMES[o]: float(t) for o, t in zip(outputs, thresholds_ng_per_ml, strict=True)},
+        values,
+    )
+
+
+def iter_curves(
+    spec: PopulationSpec,
+    outputs: tuple[int, ...] = (OUTPUT_PARENT, OUTPUT_METABOLITE),
+    step_min: float = 1.0,
+    horizon_min: float = 1440.0,
+    progress: ProgressCallback | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Full curves chunk by chunk: (first patient index, array (len(outputs), n, T)) on the
+    grid 0, step, ..., horizon. Memory: one chunk at a time (RNG_BLOCK x T x outputs); the
+    array is a reused buffer, valid until the next chunk is requested (copy to keep it)."""
+    if step_min <= 0 or horizon_min <= 0:
+        raise PKInputError("step", "the time step and horizon must be positive")
+    n_points = round(horizon_min / step_min) + 1
+    buffer = np.empty((len(outputs), min(RNG_BLOCK, spec.n_patients), n_points))
+    for chunk in iter_chunks(spec):
+        curves = grid_curves(chunk.modal, chunk.events, step_min, n_points, outputs, out=buffer)
+        if progress:
+            progress(chunk.start + curves.shape[1], spec.n_patients)
+        yield chunk.start, curves
+
+
+def curve_bands(
+    spec: PopulationSpec,
+    outputs: tuple[int, ...] = (OUTPUT_PARENT,),
+    step_min: float = 1.0,
+    horizon_min: float = 1440.0,
+    q: tuple[float, ...] = (5.0, 50.0, 95.0),
+    max_patients: int = 20_000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bands over time: (times (T,), bands (len(outputs), len(q), T)). Computed on the
+    first min(N, max_patients) patients, an independent random sample of the population, so
+    the memory stays bounded whatever N."""
+    n_points = round(horizon_min / step_min) + 1
+    times = np.arange(n_points) * step_min
+    sample = PopulationSpec(
+        spec.model,
+        spec.route,
+        spec.doses,
+        min(spec.n_patients, max_patients),
+        spec.weight_kg,
+        spec.age_years,
+        spec.weight_sd_kg,
+        spec.age_sd_years,
+        spec.seed,
+        spec.variability,
+    )
+    parts = [curves.copy() for _, curves in iter_curves(sample, outputs, step_min, horizon_min)]
+    allc = np.concatenate(parts, axis=1)
+    bands = np.percentile(allc, q, axis=1).transpose(1, 0, 2)
+    return times, bands
