@@ -82,8 +82,9 @@ def _notes(model: PKModel, route: RouteInfo, weight_kg: float, age: float | None
     return notes
 
 
-def _band(values: list[float]) -> dict[str, float]:
-    p5, p50, p95 = values
+def _band(values: list[float]) -> dict[str, float | None]:
+    """Median and 5th-95th percentiles; None where undefined (JSON has no NaN)."""
+    p5, p50, p95 = (v if math.isfinite(v) else None for v in values)
     return {"median": p50, "p5": p5, "p95": p95}
 
 
@@ -130,7 +131,7 @@ def simulate(
     )
     pct = summary.percentiles(PERCENTILES)
 
-    def block(name: str) -> dict[str, dict[str, float]]:
+    def block(name: str) -> dict[str, dict[str, float | None]]:
         keys = (
             "cmax_ng_per_ml",
             "tmax_min",

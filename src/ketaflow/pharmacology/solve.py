@@ -699,7 +699,7 @@ def _grid_block(
                             elif s0 < b and s0 + d > a and not (s0 <= a and s0 + d >= b):
                                 lo = max(a, s0)
                                 hi = min(b, s0 + d)
-                                z[m, w] -= (
+                                z[m, w] += (
                                     (ev_amt[i, e] / d)
                                     * math.exp(lm * (b - hi))
                                     * math.expm1(lm * (hi - lo))
