@@ -8,15 +8,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from ketaflow import __version__
 from ketaflow.core.db import Database
 from ketaflow.core.problems import install_problem_handlers
 from ketaflow.core.settings import Settings, get_settings
+from ketaflow.measures.api import router as measures_router
 from ketaflow.patients.api import router as patients_router
 from ketaflow.security import service as security
 from ketaflow.security.api import router as security_router
+from ketaflow.web import STATIC_DIR
+from ketaflow.web.questionnaire import router as questionnaire_router
 
 log = logging.getLogger("ketaflow")
 
@@ -51,6 +55,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(security_router, prefix=API_PREFIX)
     app.include_router(patients_router, prefix=API_PREFIX)
+    app.include_router(measures_router, prefix=API_PREFIX)
+    app.include_router(questionnaire_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/health", tags=["system"])
     def health() -> dict[str, str]:
