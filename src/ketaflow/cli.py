@@ -15,6 +15,7 @@ from ketaflow.core.db import Database
 from ketaflow.core.errors import KetaflowError
 from ketaflow.core.migrate import upgrade_to_head
 from ketaflow.core.settings import get_settings
+from ketaflow.measures.cli import instruments_command, score_command
 from ketaflow.security import service as security
 from ketaflow.security.permissions import Role
 
@@ -27,6 +28,8 @@ user_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
+app.command("score")(score_command)
+app.command("instruments")(instruments_command)
 
 console = Console()
 err_console = Console(stderr=True)
