@@ -5,6 +5,8 @@ state-space model, restarted at every dose event. Tests only: the engine never i
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -25,7 +27,7 @@ def ivp_curves(
     breaks = np.unique(np.concatenate([[0.0], starts, ends, [times.max()]]))
     x = np.zeros(n)
     out = np.full((3, times.size), np.nan)
-    for a, b in zip(breaks[:-1], breaks[1:], strict=True):
+    for a, b in pairwise(breaks):
         for e in range(events.path.size):
             if events.duration_min[e] <= 0 and starts[e] == a:
                 x[space.path_state[events.path[e]]] += amounts[e]

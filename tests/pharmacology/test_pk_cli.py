@@ -1,0 +1,77 @@
+"""`ketaflow simulate` through Typer's CliRunner on a small app that registers the command."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from typer.testing import CliRunner
+
+from ketaflow.pharmacology.cli import simulate_command
+
+app = typer.Typer()
+app.command("simulate")(simulate_command)
+app.command("noop")(lambda: None)  # two commands keep "simulate" a subcommand
+runner = CliRunner()
+
+BASE = [
+    "simulate",
+    "--drug",
+    "ketamine",
+    "--route",
+    "iv",
+    "--dose",
+    "0.5mg/kg",
+    "--duration",
+    "40min",
+    "--weight",
+    "70",
+]
+
+
+def test_json_output_has_the_issue_keys():
+    result = runner.invoke(app, [*BASE, "--patients", "300", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in ("cmax_ng_per_ml", "tmax_min", "auc_ng_h_per_ml", "half_life_h"):
+        assert set(data[key]) == {"median", "p5", "p95"}
+    assert data["model"]["sampling_site"] == "venous"
+
+
+def test_table_output_names_model_and_sampling():
+    result = runner.invoke(app, [*BASE, "--patients", "200"])
+    assert result.exit_code == 0, result.output
+    assert "Cmax" in result.stdout
+    assert "venous plasma" in result.stdout
+    assert "norketamine" in result.stdout
+
+
+def test_large_run_keeps_stdout_pure_json():
+    result = runner.invoke(app, [*BASE, "--patients", "10000", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["patients"] == 10000
+
+
+def test_bad_input_exits_2_with_one_line():
+    result = runner.invoke(app, [*BASE[:6], "lots", *BASE[7:]])
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: --dose:")
+    result = runner.invoke(app, [*BASE, "--route", "rectal"])
+    assert result.exit_code == 2
+    assert "error: --route:" in result.stderr
+    result = runner.invoke(app, [*BASE[:-1], "-4"])
+    assert result.exit_code == 2
+    assert "error: --weight:" in result.stderr
+
+
+def test_plot_html_is_written_and_png_refused(tmp_path):
+    out = tmp_path / "curve.html"
+    result = runner.invoke(app, [*BASE, "--patients", "100", "--plot", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    # self-contained: Plotly's JavaScript is inlined, no script is fetched from elsewhere
+    assert "<script src=" not in html
+    assert len(html) > 1_000_000
+    result = runner.invoke(app, [*BASE, "--plot", str(tmp_path / "curve.png")])
+    assert result.exit_code == 2
+    assert "error: --plot:" in result.stderr
