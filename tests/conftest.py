@@ -20,6 +20,7 @@ from ketaflow.core.migrate import upgrade_to_head
 from ketaflow.core.settings import Settings
 from ketaflow.security import service as security
 from ketaflow.security.permissions import Actor, Role
+from support.clock import SettableClock
 from support.postgres import ThrowawayCluster, find_pg_bin
 from support.server import LiveServer
 
@@ -92,6 +93,7 @@ class Stack:
     db: Database
     settings: Settings
     server: LiveServer
+    clock: SettableClock
     actors: dict[Role, Actor] = field(default_factory=dict)
     _tokens: dict[str, str] = field(default_factory=dict)
 
@@ -130,8 +132,9 @@ def _build_stack(backend: str, tmp_dir: Path, request: pytest.FixtureRequest) ->
             role=role,
         )
         actors[role] = security.actor_for(user, "127.0.0.1")
-    server = LiveServer(create_app(settings, db)).start()
-    return Stack(backend, db, settings, server, actors)
+    clock = SettableClock()
+    server = LiveServer(create_app(settings, db, clock=clock)).start()
+    return Stack(backend, db, settings, server, clock, actors)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -163,3 +166,10 @@ def api(stack: Stack):
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def clinic_clock(stack: Stack) -> Iterator[SettableClock]:
+    """The clinic's clock on the live server, to set and move; back to real time after."""
+    yield stack.clock
+    stack.clock.reset()

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from ketaflow import __version__
+from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database
 from ketaflow.core.problems import install_problem_handlers
 from ketaflow.core.settings import Settings, get_settings
@@ -19,6 +20,8 @@ from ketaflow.measures.api import router as measures_router
 from ketaflow.patients.api import router as patients_router
 from ketaflow.security import service as security
 from ketaflow.security.api import router as security_router
+from ketaflow.treatment.api import router as treatment_router
+from ketaflow.treatment.clinic import load_clinic_config
 from ketaflow.web import STATIC_DIR
 from ketaflow.web.questionnaire import router as questionnaire_router
 
@@ -27,7 +30,9 @@ log = logging.getLogger("ketaflow")
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, db: Database | None = None, clock: Clock = utc_now
+) -> FastAPI:
     settings = settings or get_settings()
     database = db or Database(settings.database_url, settings)
 
@@ -51,10 +56,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings = settings
     app.state.db = database
+    app.state.clock = clock
+    app.state.clinic = load_clinic_config(settings)
     install_problem_handlers(app)
 
     app.include_router(security_router, prefix=API_PREFIX)
     app.include_router(patients_router, prefix=API_PREFIX)
+    app.include_router(treatment_router, prefix=API_PREFIX)
     app.include_router(measures_router, prefix=API_PREFIX)
     app.include_router(questionnaire_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

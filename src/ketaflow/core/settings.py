@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # A clinic's licensed item wording for scales shipped with short labels (JSON file).
     instrument_wording_file: str | None = None
 
+    # The clinic's opening hours, protocol overrides and therapy policy (JSON), if any.
+    clinic_config_file: str | None = None
+
     # SQLite waits this long for a competing writer before giving up.
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
 

@@ -8,18 +8,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from ketaflow.core.pagination import Page, PageDep
-from ketaflow.patients import service
+from ketaflow.patients import screening_service, service
 from ketaflow.patients.schemas import (
     AccessLogEntry,
     HistoryIn,
     HistoryOut,
     MeasurementIn,
     MeasurementOut,
+    OverrideIn,
     PatientCreate,
     PatientOut,
     PatientUpdate,
+    ScreeningOut,
+    ScreeningRequest,
 )
-from ketaflow.security.dependencies import ActorDep, DbDep
+from ketaflow.security.dependencies import ActorDep, ClockDep, DbDep, SettingsDep
 
 router = APIRouter(prefix="/patients", tags=["patients"])
 
@@ -38,8 +41,10 @@ def _history_out(view: service.HistoryView) -> HistoryOut:
 
 
 @router.post("", response_model=PatientOut, status_code=201)
-def register_patient(body: PatientCreate, actor: ActorDep, db: DbDep) -> PatientOut:
-    return _out(service.register_patient(db, actor, body))
+def register_patient(
+    body: PatientCreate, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> PatientOut:
+    return _out(service.register_patient(db, actor, body, clock=clock))
 
 
 @router.get("", response_model=Page[PatientOut])
@@ -71,9 +76,11 @@ def update_patient(patient_id: str, body: PatientUpdate, actor: ActorDep, db: Db
 
 @router.post("/{patient_id}/measurements", response_model=MeasurementOut, status_code=201)
 def record_measurement(
-    patient_id: str, body: MeasurementIn, actor: ActorDep, db: DbDep
+    patient_id: str, body: MeasurementIn, actor: ActorDep, db: DbDep, clock: ClockDep
 ) -> MeasurementOut:
-    return MeasurementOut.model_validate(service.record_measurement(db, actor, patient_id, body))
+    return MeasurementOut.model_validate(
+        service.record_measurement(db, actor, patient_id, body, clock=clock)
+    )
 
 
 @router.get("/{patient_id}/measurements", response_model=list[MeasurementOut])
@@ -100,4 +107,53 @@ def access_log(patient_id: str, actor: ActorDep, db: DbDep, page: PageDep) -> Pa
     events, total = service.access_log(db, actor, patient_id, limit=page.limit, offset=page.offset)
     return Page[AccessLogEntry](
         items=[AccessLogEntry.model_validate(e) for e in events], total=total, **page.model_dump()
+    )
+
+
+@router.post("/{patient_id}/screenings", response_model=ScreeningOut, status_code=201)
+def screen_patient(
+    patient_id: str,
+    body: ScreeningRequest,
+    actor: ActorDep,
+    db: DbDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> ScreeningOut:
+    """Screen for a drug and route: `eligible`, `eligible_with_cautions` or `ineligible`, each
+    reason with its rule id, a sentence and its source."""
+    return ScreeningOut.model_validate(
+        screening_service.screen_patient(db, actor, settings, patient_id, body, clock=clock)
+    )
+
+
+@router.get("/{patient_id}/screenings", response_model=list[ScreeningOut])
+def list_screenings(patient_id: str, actor: ActorDep, db: DbDep) -> list[ScreeningOut]:
+    return [
+        ScreeningOut.model_validate(x)
+        for x in screening_service.list_screenings(db, actor, patient_id)
+    ]
+
+
+@router.get("/{patient_id}/screenings/{screening_id}", response_model=ScreeningOut)
+def get_screening(patient_id: str, screening_id: str, actor: ActorDep, db: DbDep) -> ScreeningOut:
+    return ScreeningOut.model_validate(
+        screening_service.get_screening(db, actor, patient_id, screening_id)
+    )
+
+
+@router.post("/{patient_id}/screenings/{screening_id}/override", response_model=ScreeningOut)
+def override_screening(
+    patient_id: str,
+    screening_id: str,
+    body: OverrideIn,
+    actor: ActorDep,
+    db: DbDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> ScreeningOut:
+    """A prescriber overrides an `ineligible` decision with a reason (kept and audited)."""
+    return ScreeningOut.model_validate(
+        screening_service.override_screening(
+            db, actor, settings, patient_id, screening_id, body.reason, clock=clock
+        )
     )

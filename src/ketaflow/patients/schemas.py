@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ketaflow.patients.history import PatientHistory
+from ketaflow.patients.screening import Drug, Route, ScreeningVitals
 
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 MRN = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9-]{3,32}$")]
@@ -58,6 +59,12 @@ class HistoryIn(_Input):
         ge=0, description="the revision you read (0 when there is none); a stale one gets 409"
     )
     history: PatientHistory
+
+
+class ScreeningRequest(_Input):
+    drug: Drug
+    route: Route
+    vitals: ScreeningVitals | None = Field(default=None, description="today's vitals, if taken")
 
 
 class OverrideIn(_Input):

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from ketaflow.core.clock import Clock
 from ketaflow.core.db import Database
 from ketaflow.core.errors import Unauthorized
 from ketaflow.core.settings import Settings
@@ -23,6 +24,11 @@ def get_db(request: Request) -> Database:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def get_clock(request: Request) -> Clock:
+    """The clinic's clock: real time in production, a settable one in tests."""
+    return request.app.state.clock
 
 
 def client_address(request: Request) -> str | None:
@@ -55,3 +61,4 @@ def require_permission(action: str) -> Callable[..., Actor]:
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ActorDep = Annotated[Actor, Depends(current_actor)]
+ClockDep = Annotated[Clock, Depends(get_clock)]

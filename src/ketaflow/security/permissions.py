@@ -41,10 +41,37 @@ ASSESSMENT_CREATE = "assessment.create"
 ASSESSMENT_READ = "assessment.read"
 ALERT_ACKNOWLEDGE = "alert.acknowledge"
 QUESTIONNAIRE_LINK_CREATE = "questionnaire_link.create"
+# Treatment: courses, dosing sessions, consents, therapy sessions, worklists.
+COURSE_READ = "course.read"
+COURSE_MANAGE = "course.manage"
+CHAIR_MANAGE = "chair.manage"
+CONSENT_RECORD = "consent.record"
+SESSION_SCHEDULE = "session.schedule"
+SESSION_CHECK_IN = "session.check_in"
+SESSION_CLINICAL = "session.clinical"
+# Overriding a failed pre-dose check, resuming a held infusion, titrating: prescribers only.
+SESSION_PRESCRIBE = "session.prescribe"
+HOME_DOSE_RECORD = "home_dose.record"
+THERAPY_READ = "therapy.read"
+THERAPY_RECORD = "therapy.record"
+WORKLIST_READ = "worklist.read"
 # Pharmacokinetic simulation (no patient data unless a patient is named).
 PK_SIMULATE = "pk.simulate"
 
-_CLINICAL_READ = frozenset({PATIENT_READ, HISTORY_READ, SCREENING_READ, ASSESSMENT_READ})
+_CLINICAL_READ = frozenset(
+    {
+        PATIENT_READ,
+        HISTORY_READ,
+        SCREENING_READ,
+        ASSESSMENT_READ,
+        COURSE_READ,
+        THERAPY_READ,
+        WORKLIST_READ,
+    }
+)
+_BEDSIDE = frozenset(
+    {SESSION_SCHEDULE, SESSION_CHECK_IN, SESSION_CLINICAL, CONSENT_RECORD, HOME_DOSE_RECORD}
+)
 _MEASURING = frozenset({ASSESSMENT_CREATE, ALERT_ACKNOWLEDGE, QUESTIONNAIRE_LINK_CREATE})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
@@ -52,7 +79,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.admin: frozenset({USER_MANAGE}),
     Role.prescriber: _CLINICAL_READ
     | _MEASURING
+    | _BEDSIDE
     | {
+        COURSE_MANAGE,
+        SESSION_PRESCRIBE,
         PATIENT_CREATE,
         PATIENT_UPDATE,
         WEIGHT_RECORD,
@@ -62,13 +92,26 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         ACCESS_LOG_READ,
         PK_SIMULATE,
     },
-    Role.nurse: _CLINICAL_READ | _MEASURING | {WEIGHT_RECORD, HISTORY_UPDATE, PK_SIMULATE},
-    Role.therapist: _CLINICAL_READ | _MEASURING,
+    Role.nurse: _CLINICAL_READ
+    | _MEASURING
+    | _BEDSIDE
+    | {WEIGHT_RECORD, HISTORY_UPDATE, PK_SIMULATE},
+    Role.therapist: _CLINICAL_READ | _MEASURING | {THERAPY_RECORD},
     # Registration and booking need demographics, not clinical history.
     Role.front_desk: frozenset(
-        {PATIENT_CREATE, PATIENT_READ, PATIENT_UPDATE, QUESTIONNAIRE_LINK_CREATE}
+        {
+            PATIENT_CREATE,
+            PATIENT_READ,
+            PATIENT_UPDATE,
+            QUESTIONNAIRE_LINK_CREATE,
+            COURSE_READ,
+            SESSION_SCHEDULE,
+            SESSION_CHECK_IN,
+            WORKLIST_READ,
+        }
     ),
-    Role.manager: frozenset({PATIENT_READ}),
+    # Schedules, stock and outcome reports: the calendar, not the chart.
+    Role.manager: frozenset({PATIENT_READ, COURSE_READ, WORKLIST_READ, CHAIR_MANAGE}),
     # Auditors read the audit trail and who-accessed-what, nothing clinical.
     Role.auditor: frozenset({AUDIT_READ, ACCESS_LOG_READ}),
 }

@@ -1,0 +1,286 @@
+"""HTTP endpoints for consents, courses, schedules and dosing sessions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from ketaflow.core.clock import Clock
+from ketaflow.security.dependencies import ActorDep, ClockDep, DbDep
+from ketaflow.treatment import schemas as s
+from ketaflow.treatment import service
+from ketaflow.treatment.clinic import ClinicConfig
+from ketaflow.treatment.protocols import ProtocolId
+
+router = APIRouter(tags=["treatment"])
+
+
+def get_clinic(request: Request) -> ClinicConfig:
+    return request.app.state.clinic
+
+
+ClinicDep = Annotated[ClinicConfig, Depends(get_clinic)]
+
+
+def _out(view: service.SessionView, clock: Clock) -> s.SessionOut:
+    return view.out(clock())
+
+
+@router.post("/chairs", response_model=s.ChairOut, status_code=201)
+def add_chair(body: s.ChairIn, actor: ActorDep, db: DbDep) -> s.ChairOut:
+    """A treatment chair or room that sessions are booked into (clinic managers)."""
+    return s.ChairOut.model_validate(service.add_chair(db, actor, body.name))
+
+
+@router.get("/chairs", response_model=list[s.ChairOut])
+def list_chairs(actor: ActorDep, db: DbDep) -> list[s.ChairOut]:
+    return [s.ChairOut.model_validate(c) for c in service.list_chairs(db, actor)]
+
+
+@router.post("/patients/{patient_id}/consents", status_code=201)
+def record_consent(
+    patient_id: str, body: s.ConsentIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> dict:
+    consent = service.record_consent(db, actor, patient_id, body, clock=clock)
+    return {"id": consent.id, "kind": consent.kind, "signed_on": consent.signed_on}
+
+
+@router.post("/patients/{patient_id}/courses", response_model=s.CourseOut, status_code=201)
+def start_course(
+    patient_id: str,
+    body: s.CourseCreate,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
+) -> s.CourseOut:
+    """Start a course on a valid screening; the induction series is booked into free chairs."""
+    return service.start_course(db, actor, clinic, patient_id, body, clock=clock).out()
+
+
+@router.get("/patients/{patient_id}/courses", response_model=list[s.CourseOut])
+def list_courses(patient_id: str, actor: ActorDep, db: DbDep) -> list[s.CourseOut]:
+    return [v.out() for v in service.list_courses(db, actor, patient_id)]
+
+
+@router.get("/courses/{course_id}", response_model=s.CourseOut)
+def get_course(course_id: str, actor: ActorDep, db: DbDep) -> s.CourseOut:
+    return service.get_course(db, actor, course_id).out()
+
+
+@router.post("/courses/{course_id}/boosters", response_model=s.CourseOut, status_code=201)
+def add_booster(
+    course_id: str,
+    body: s.BoosterIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
+) -> s.CourseOut:
+    return service.add_booster(db, actor, clinic, course_id, body, clock=clock).out()
+
+
+@router.post("/courses/{course_id}/maintenance", response_model=s.CourseOut)
+def switch_to_maintenance(
+    course_id: str,
+    body: s.MaintenanceIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
+) -> s.CourseOut:
+    return service.switch_to_maintenance(db, actor, clinic, course_id, body, clock=clock).out()
+
+
+@router.post("/courses/{course_id}/end", response_model=s.CourseOut)
+def end_course(
+    course_id: str, body: s.EndCourseIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.CourseOut:
+    return service.end_course(db, actor, course_id, body, clock=clock).out()
+
+
+@router.get("/schedule/free-slots", response_model=list[s.SlotOut])
+def free_slots(
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
+    protocol_id: ProtocolId,
+    after: datetime | None = None,
+    count: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> list[s.SlotOut]:
+    start = after or clock()
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    slots = service.free_slots(db, actor, clinic, protocol_id, start, count)
+    return [s.SlotOut(chair_id=x.chair_id, start=x.start, end=x.end) for x in slots]
+
+
+@router.get("/sessions/{session_id}", response_model=s.SessionOut)
+def get_session(session_id: str, actor: ActorDep, db: DbDep, clock: ClockDep) -> s.SessionOut:
+    return _out(service.get_session(db, actor, session_id), clock)
+
+
+@router.post("/sessions/{session_id}/reschedule", response_model=s.SessionOut)
+def reschedule(
+    session_id: str,
+    body: s.RescheduleIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
+) -> s.SessionOut:
+    return _out(service.reschedule_session(db, actor, clinic, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/cancel", response_model=s.SessionOut)
+def cancel(
+    session_id: str, body: s.CancelIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.cancel_session(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/check-in", response_model=s.SessionOut)
+def check_in(
+    session_id: str, body: s.VersionIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.check_in(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/pre-dose-checks", response_model=s.SessionOut)
+def pre_dose_checks(
+    session_id: str,
+    body: s.PreDoseIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
+) -> s.SessionOut:
+    """Run every pre-dose check: the session is `cleared`, or `deferred` with each reason."""
+    return _out(
+        service.run_pre_dose_checks(db, actor, clinic, session_id, body, clock=clock), clock
+    )
+
+
+@router.post("/sessions/{session_id}/overrides", response_model=s.SessionOut)
+def override_check(
+    session_id: str, body: s.CheckOverrideIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.override_check(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/dose-calculation")
+def dose_calculation(
+    session_id: str, body: s.StartDoseIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> dict:
+    """What the dose would be (mg, volume to draw, devices), without giving it."""
+    return service.preview_dose(db, actor, session_id, body).model_dump(mode="json")
+
+
+@router.post("/sessions/{session_id}/dose/start", response_model=s.SessionOut)
+def start_dose(
+    session_id: str, body: s.StartDoseIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.start_dose(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/devices", response_model=s.SessionOut)
+def record_device(
+    session_id: str, body: s.DeviceIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.record_device(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/dose/end", response_model=s.SessionOut)
+def end_dose(
+    session_id: str, body: s.EndDoseIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.end_dose(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/infusion/pause", response_model=s.SessionOut)
+def pause(
+    session_id: str, body: s.PauseIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.pause_infusion(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/infusion/resume", response_model=s.SessionOut)
+def resume(
+    session_id: str, body: s.VersionIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.resume_infusion(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/infusion/titrate", response_model=s.SessionOut)
+def titrate(
+    session_id: str, body: s.TitrateIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.titrate(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/readings", response_model=s.SessionOut, status_code=201)
+def record_reading(
+    session_id: str, body: s.ReadingIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    """Record vitals, sedation (MOAA/S) or dissociation (CADSS-6); alarms come back."""
+    return _out(service.record_reading(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/readings/{reading_id}/void", response_model=s.SessionOut)
+def void_reading(
+    session_id: str, reading_id: str, body: s.VoidIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.void_reading(db, actor, session_id, reading_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/alarms/{alarm_id}/acknowledge", response_model=s.SessionOut)
+def acknowledge_alarm(
+    session_id: str,
+    alarm_id: str,
+    body: s.AcknowledgeIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> s.SessionOut:
+    return _out(
+        service.acknowledge_alarm(db, actor, session_id, alarm_id, body, clock=clock), clock
+    )
+
+
+@router.post("/sessions/{session_id}/adverse-events", response_model=s.SessionOut, status_code=201)
+def record_adverse_event(
+    session_id: str, body: s.AdverseEventIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.record_adverse_event(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.patch("/sessions/{session_id}/adverse-events/{event_id}", response_model=s.SessionOut)
+def update_adverse_event(
+    session_id: str,
+    event_id: str,
+    body: s.AdverseEventUpdateIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> s.SessionOut:
+    return _out(
+        service.update_adverse_event(db, actor, session_id, event_id, body, clock=clock), clock
+    )
+
+
+@router.post("/sessions/{session_id}/discharge", response_model=s.SessionOut)
+def discharge(
+    session_id: str, body: s.DischargeIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    """Discharge only when every criterion holds; otherwise 409 listing every unmet one."""
+    return _out(service.discharge(db, actor, session_id, body, clock=clock), clock)
+
+
+@router.post("/sessions/{session_id}/stop", response_model=s.SessionOut)
+def stop(
+    session_id: str, body: s.StopIn, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> s.SessionOut:
+    return _out(service.stop_session(db, actor, session_id, body, clock=clock), clock)
