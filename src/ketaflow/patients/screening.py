@@ -723,14 +723,14 @@ class _Rules:
                 "follow up on suicide risk whatever the total.",
             )
         elif phq9 and not recent_phq9:
-            self._stale("PHQ-9", max(f.completed_on for f in phq9))
+            self._stale("phq9", "PHQ-9", max(f.completed_on for f in phq9))
         cssrs = [f for f in flags if isinstance(f, CssrsRiskFlag)]
         recent_cssrs = [f for f in cssrs if self._is_recent(f.completed_on)]
         if recent_cssrs:
             gravest = max(recent_cssrs, key=lambda f: (_CSSRS_ORDER[f.risk], f.completed_on))
             self._cssrs(gravest.risk, gravest.completed_on)
         elif cssrs:
-            self._stale("C-SSRS screener", max(f.completed_on for f in cssrs))
+            self._stale("cssrs", "C-SSRS screener", max(f.completed_on for f in cssrs))
 
     def _cssrs(self, risk: CssrsRisk, completed_on: date) -> None:
         when = completed_on.isoformat()
@@ -756,9 +756,9 @@ class _Rules:
     def _is_recent(self, when: date) -> bool:
         return (self.input.on_date - when).days <= self.policy.assessment_lookback_days
 
-    def _stale(self, scale: str, completed_on: date) -> None:
+    def _stale(self, rule: str, scale: str, completed_on: date) -> None:
         self.add(
-            "assessment.stale",
+            f"{rule}.stale",
             f"The {scale} from {completed_on.isoformat()} is older than "
             f"{self.policy.assessment_lookback_days} days and was not counted: repeat it.",
         )

@@ -303,7 +303,8 @@ def _specs() -> list[RuleSpec]:
         add(f"{prefix}.cssrs.low", U, set(), CSSRS_TRIAGE)
         add(f"{prefix}.cssrs.moderate", U, set(), CSSRS_TRIAGE)
         add(f"{prefix}.cssrs.high", U, {A}, SAFETY_FIRST)
-        add(f"{prefix}.assessment.stale", I, set(), CLINIC_DEFAULT + " (assessment look-back)")
+        add(f"{prefix}.phq9.stale", I, set(), CLINIC_DEFAULT + " (assessment look-back)")
+        add(f"{prefix}.cssrs.stale", I, set(), CLINIC_DEFAULT + " (assessment look-back)")
 
     # Vitals.
     add("esk.bp.today_elevated", R, {A}, ESK_BP_TODAY)
