@@ -213,14 +213,26 @@ def _last_dose_at(session: Session, patient_id: str, exclude: str | None = None)
     return session.scalar(query)
 
 
-def _patient_of_session(db: Database, session_id: str) -> str:
+def _authorize_on_session(db: Database, actor: Actor, action: str, session_id: str) -> str:
+    """Authorize (a refusal names the patient in the audit log) before saying whether the
+    session exists, so a refused role learns nothing about it."""
     with db.transaction() as session:
-        return load_session_row(session, session_id).patient_id
+        row = session.get(DosingSessionRow, session_id)
+        patient_id = row.patient_id if row else None
+    security.require(db, actor, action, "dosing_session", session_id, patient_id=patient_id)
+    if patient_id is None:
+        raise NotFound(f"no dosing session with id {session_id}")
+    return patient_id
 
 
-def _patient_of_course(db: Database, course_id: str) -> str:
+def _authorize_on_course(db: Database, actor: Actor, action: str, course_id: str) -> str:
     with db.transaction() as session:
-        return load_course(session, course_id).patient_id
+        course = session.get(Course, course_id)
+        patient_id = course.patient_id if course else None
+    security.require(db, actor, action, "course", course_id, patient_id=patient_id)
+    if patient_id is None:
+        raise NotFound(f"no course with id {course_id}")
+    return patient_id
 
 
 def _add_sessions(
@@ -468,8 +480,7 @@ def start_course(
 
 
 def get_course(db: Database, actor: Actor, course_id: str) -> CourseView:
-    patient_id = _patient_of_course(db, course_id)
-    security.require(db, actor, COURSE_READ, "course", course_id, patient_id=patient_id)
+    patient_id = _authorize_on_course(db, actor, COURSE_READ, course_id)
     with db.transaction() as session:
         course = load_course(session, course_id)
         audit.record(session, actor, "course.read", "course", course_id, patient_id=patient_id)
@@ -505,8 +516,7 @@ def add_booster(
     data: s.BoosterIn,
     clock: Clock = utc_now,
 ) -> CourseView:
-    patient_id = _patient_of_course(db, course_id)
-    security.require(db, actor, COURSE_MANAGE, "course", course_id, patient_id=patient_id)
+    patient_id = _authorize_on_course(db, actor, COURSE_MANAGE, course_id)
     now = clock()
     with db.transaction() as session:
         course = _active_course(session, course_id)
@@ -549,8 +559,7 @@ def switch_to_maintenance(
     data: s.MaintenanceIn,
     clock: Clock = utc_now,
 ) -> CourseView:
-    patient_id = _patient_of_course(db, course_id)
-    security.require(db, actor, COURSE_MANAGE, "course", course_id, patient_id=patient_id)
+    patient_id = _authorize_on_course(db, actor, COURSE_MANAGE, course_id)
     now = clock()
     with db.transaction() as session:
         course = _active_course(session, course_id)
@@ -586,8 +595,7 @@ def end_course(
     db: Database, actor: Actor, course_id: str, data: s.EndCourseIn, clock: Clock = utc_now
 ) -> CourseView:
     """End a course; its sessions still planned are cancelled with the same reason."""
-    patient_id = _patient_of_course(db, course_id)
-    security.require(db, actor, COURSE_MANAGE, "course", course_id, patient_id=patient_id)
+    patient_id = _authorize_on_course(db, actor, COURSE_MANAGE, course_id)
     now = clock()
     with db.transaction() as session:
         course = _active_course(session, course_id)
@@ -721,8 +729,7 @@ def _act(
     detail: dict[str, object] | None = None,
 ) -> SessionView:
     """Run one action of the state machine on a stored session, atomically and audited."""
-    patient_id = _patient_of_session(db, session_id)
-    security.require(db, actor, permission, "dosing_session", session_id, patient_id=patient_id)
+    patient_id = _authorize_on_session(db, actor, permission, session_id)
     now = clock()
     try:
         with db.transaction() as session:
@@ -760,8 +767,7 @@ def _act(
 
 
 def get_session(db: Database, actor: Actor, session_id: str) -> SessionView:
-    patient_id = _patient_of_session(db, session_id)
-    security.require(db, actor, COURSE_READ, "dosing_session", session_id, patient_id=patient_id)
+    patient_id = _authorize_on_session(db, actor, COURSE_READ, session_id)
     with db.transaction() as session:
         row = load_session_row(session, session_id)
         protocol = course_protocol(load_course(session, row.course_id))
@@ -1035,10 +1041,7 @@ def calculate_dose(
 def preview_dose(
     db: Database, actor: Actor, session_id: str, data: s.StartDoseIn
 ) -> rules.AdministeredDose:
-    patient_id = _patient_of_session(db, session_id)
-    security.require(
-        db, actor, SESSION_CLINICAL, "dosing_session", session_id, patient_id=patient_id
-    )
+    patient_id = _authorize_on_session(db, actor, SESSION_CLINICAL, session_id)
     with db.transaction() as session:
         row = load_session_row(session, session_id)
         protocol = course_protocol(load_course(session, row.course_id))
