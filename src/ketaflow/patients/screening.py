@@ -165,10 +165,6 @@ class ScreeningVitals(_Value):
             raise ValueError("diastolic_mmhg must be below systolic_mmhg")
         return self
 
-    @property
-    def has_blood_pressure(self) -> bool:
-        return self.systolic_mmhg is not None
-
 
 class Phq9Item9Flag(_Value):
     """PHQ-9 item 9 (thoughts of death or self-harm) from one completed PHQ-9."""
@@ -794,12 +790,13 @@ class _Rules:
             today_rule, recent_rule = "bp.today_above_limit", "bp.recent_above_limit"
             consequence = "recheck and control it before the first dose"
         limit = f"{systolic_above}/{diastolic_above} mmHg"
-        if vitals is not None and vitals.systolic_mmhg is not None:
-            diastolic = vitals.diastolic_mmhg or 0
-            if vitals.systolic_mmhg > systolic_above or diastolic > diastolic_above:
+        systolic = vitals.systolic_mmhg if vitals is not None else None
+        if vitals is not None and systolic is not None:
+            diastolic = vitals.diastolic_mmhg or 0  # present with systolic (validated pair)
+            if systolic > systolic_above or diastolic > diastolic_above:
                 self.add(
                     today_rule,
-                    f"Blood pressure today is {vitals.systolic_mmhg}/{diastolic} mmHg, above "
+                    f"Blood pressure today is {systolic}/{diastolic} mmHg, above "
                     f"{limit}: {consequence}.",
                 )
         else:
