@@ -1,0 +1,306 @@
+"""Patient self-report end to end over HTTP: staff create a one-time link, the patient answers at
+/q/{token} without logging in, the answers become assessments; used, expired, not-yet-open and
+unknown tokens get a clear page and save nothing; scheduling is idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from ketaflow.measures.tables import Assessment, QuestionnaireLink
+from ketaflow.web.questionnaire import RedactQuestionnaireTokens
+from measures.measures_builders import add_course, audit_events, phq9, register_patient
+
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def patient_id(api):
+    return register_patient(api("prescriber"))
+
+
+def _create_link(client: httpx.Client, patient_id: str, **body) -> dict:
+    response = client.post(f"/api/v1/patients/{patient_id}/questionnaire-links", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _page_path(link: dict) -> str:
+    return urlsplit(link["url"]).path
+
+
+def _form(answers_by_scale: list[dict[str, int]]) -> dict[str, str]:
+    return {
+        f"s{index}-{item}": str(value)
+        for index, answers in enumerate(answers_by_scale)
+        for item, value in answers.items()
+    }
+
+
+def _assessments(stack, patient_id: str) -> list[Assessment]:
+    with stack.db.transaction() as session:
+        return list(
+            session.scalars(
+                select(Assessment)
+                .where(Assessment.patient_id == patient_id)
+                .order_by(Assessment.created_at)
+            )
+        )
+
+
+def test_link_answered_once_from_a_phone(api, stack, patient_id):
+    link = _create_link(api("front_desk"), patient_id, instruments=["PHQ-9", "GAD-7"])
+    assert link["status"] == "open" and link["purpose"] == "ad_hoc"
+    assert link["url"].startswith(stack.settings.public_base_url + "/q/")
+    token = _page_path(link).removeprefix("/q/")
+    assert len(token) >= 43  # secrets.token_urlsafe(32)
+    with stack.db.transaction() as session:
+        stored = session.get(QuestionnaireLink, link["id"])
+        assert stored.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+
+    patient = api()  # no login
+    page = patient.get(_page_path(link))
+    assert page.status_code == 200
+    html = page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert "Little interest or pleasure in doing things" in html  # PHQ-9 wording ships
+    assert 'name="s0-9"' in html and 'name="s1-7"' in html
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert "<script" not in html  # no third-party (or any) script on the patient page
+    css = patient.get("/static/ketaflow.css")
+    assert css.status_code == 200 and "@media" in css.text
+
+    answers = [phq9(11), {str(i): 1 for i in range(1, 8)}]
+    saved = patient.post(_page_path(link), data=_form(answers))
+    assert saved.status_code == 200, saved.text
+    assert "Thank you" in saved.text
+
+    rows = _assessments(stack, patient_id)
+    assert sorted((r.instrument_code, r.total, r.source) for r in rows) == [
+        ("GAD-7", 7, "self_report"),
+        ("PHQ-9", 11, "self_report"),
+    ]
+    assert all(r.questionnaire_link_id == link["id"] and r.recorded_by is None for r in rows)
+    events = audit_events(stack.db, actor_username="patient via link", patient_id=patient_id)
+    assert [e.action for e in events] == [
+        "assessment.create",
+        "assessment.create",
+        "questionnaire_link.use",
+    ]
+    assert all(token not in str(e.detail) and e.resource_id != token for e in events)
+
+    again = patient.post(_page_path(link), data=_form(answers))
+    assert again.status_code == 410 and "Already answered" in again.text
+    assert patient.get(_page_path(link)).status_code == 410
+    assert len(_assessments(stack, patient_id)) == 2
+    (listed,) = api("nurse").get(f"/api/v1/patients/{patient_id}/questionnaire-links").json()
+    assert listed["status"] == "used" and listed["url"] is None
+
+
+def test_expired_link_gets_a_clear_page_and_saves_nothing(api, stack, clinic_clock, patient_id):
+    clinic_clock.set(datetime.now(UTC))
+    link = _create_link(api("nurse"), patient_id, valid_hours=1)
+    clinic_clock.advance(hours=2)
+    patient = api()
+    page = patient.get(_page_path(link))
+    assert page.status_code == 410 and "Link expired" in page.text
+    posted = patient.post(_page_path(link), data=_form([phq9(5)]))
+    assert posted.status_code == 410
+    assert _assessments(stack, patient_id) == []
+
+
+def test_link_not_open_yet(api, stack, clinic_clock, patient_id):
+    now = clinic_clock.set(datetime.now(UTC))
+    link = _create_link(api("nurse"), patient_id, available_from=(now + DAY).isoformat())
+    assert link["status"] == "scheduled"
+    patient = api()
+    page = patient.get(_page_path(link))
+    assert page.status_code == 404 and "Not open yet" in page.text
+    assert patient.post(_page_path(link), data=_form([phq9(5)])).status_code == 404
+    assert _assessments(stack, patient_id) == []
+    clinic_clock.advance(days=1, minutes=1)
+    assert patient.get(_page_path(link)).status_code == 200
+
+
+def test_unknown_token_is_404(api):
+    patient = api()
+    page = patient.get("/q/" + "x" * 43)
+    assert page.status_code == 404 and "Link not found" in page.text
+    assert patient.post("/q/nope", data={"s0-1": "1"}).status_code == 404
+
+
+def test_incomplete_answers_are_shown_again_and_the_link_stays_usable(api, stack, patient_id):
+    link = _create_link(api("nurse"), patient_id)
+    patient = api()
+    partial = {k: v for k, v in phq9(8).items() if k not in ("4", "9")}
+    response = patient.post(_page_path(link), data={**_form([partial]), "s0-2": "7"})
+    assert response.status_code == 422
+    assert (
+        response.text.count("please choose an answer") + response.text.count("please answer") >= 1
+    )
+    assert 'fieldset class="item invalid" id="s0-2"' in response.text
+    assert _assessments(stack, patient_id) == []
+    missing = patient.post(_page_path(link), data=_form([partial]))
+    assert missing.status_code == 422
+    assert 'class="item invalid" id="s0-4"' in missing.text
+    assert 'class="item invalid" id="s0-9"' in missing.text
+    assert 'class="item invalid" id="s0-1"' not in missing.text
+    assert re.search(r'name="s0-1" value="3"[^>]*checked', missing.text)  # answers are kept
+    done = patient.post(_page_path(link), data=_form([phq9(8)]))
+    assert done.status_code == 200
+
+
+def test_positive_item9_from_home_opens_an_alert_and_shows_crisis_help(api, stack, patient_id):
+    link = _create_link(api("nurse"), patient_id, instruments=["PHQ-9"])
+    response = api().post(_page_path(link), data=_form([phq9(14, item9=2)]))
+    assert response.status_code == 200
+    assert "988" in response.text and "care team will contact you" in response.text
+    alerts = api("nurse").get("/api/v1/alerts", params={"patient_id": patient_id}).json()
+    (alert,) = alerts["items"]
+    assert alert["flag_code"] == "suicidality_item_positive"
+
+
+def test_cssrs_from_home_follows_its_skip_logic(api, stack, patient_id):
+    link = _create_link(api("nurse"), patient_id, instruments=["C-SSRS"])
+    patient = api()
+    # "No" to question 2: answers to 3-5 are not asked, so they are dropped, not refused.
+    answers = {"1": 1, "2": 0, "3": 1, "4": 1, "5": 1, "6": 0}
+    response = patient.post(_page_path(link), data=_form([answers]))
+    assert response.status_code == 200, response.text
+    (row,) = _assessments(stack, patient_id)
+    assert row.answers == {"1": 1, "2": 0, "6": 0}
+    assert row.band_code == "low"
+
+
+def test_two_submissions_at_once_save_once(api, stack, patient_id):
+    link = _create_link(api("nurse"), patient_id)
+    clients = [api(), api()]
+    statuses: list[int] = []
+    barrier = threading.Barrier(len(clients))
+
+    def go(client):
+        barrier.wait()
+        statuses.append(client.post(_page_path(link), data=_form([phq9(9)])).status_code)
+
+    threads = [threading.Thread(target=go, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200, 410]
+    assert len(_assessments(stack, patient_id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("instruments", "field"),
+    [
+        (["MADRS"], "instruments[0]"),  # clinician-rated
+        (["PHQ-9", "phq9"], "instruments[1]"),  # twice
+        (["PHQ-9", "NOPE"], "instruments[1]"),
+        ([], "instruments"),
+    ],
+)
+def test_link_scales_must_be_self_report(api, patient_id, instruments, field):
+    response = api("nurse").post(
+        f"/api/v1/patients/{patient_id}/questionnaire-links", json={"instruments": instruments}
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == field
+
+
+def test_links_need_permission_and_a_patient(api, stack, patient_id):
+    url = f"/api/v1/patients/{patient_id}/questionnaire-links"
+    assert api("manager").post(url, json={}).status_code == 403
+    assert audit_events(
+        stack.db, action="questionnaire_link.create", allowed=False, patient_id=patient_id
+    )
+    assert (
+        api("nurse").post("/api/v1/patients/nobody/questionnaire-links", json={}).status_code == 404
+    )
+
+
+def test_schedule_plans_after_dose_links_once(api, stack, clinic_clock, patient_id):
+    now = clinic_clock.set(datetime.now(UTC).replace(microsecond=0))
+    recent, older = now - timedelta(hours=2), now - 5 * DAY
+    _, (older_session, recent_session) = add_course(stack.db, patient_id, [older, recent])
+    nurse = api("nurse")
+    url = f"/api/v1/patients/{patient_id}/questionnaire-links/schedule"
+    first = nurse.post(url, json={"instruments": ["PHQ-9"]})
+    assert first.status_code == 200, first.text
+    created = first.json()["created"]
+    planned = {
+        (link["purpose"], link["dosing_session_id"], link["available_from"]) for link in created
+    }
+    # The older dose's 24 h link expired (72 h default) so it is not planned.
+    assert {(p, s) for p, s, _ in planned} == {
+        ("7d_after_dose", older_session),
+        ("24h_after_dose", recent_session),
+        ("7d_after_dose", recent_session),
+    }
+    assert all(link["url"] and link["status"] == "scheduled" for link in created)
+    opens = {(p, s): datetime.fromisoformat(a) for p, s, a in planned}
+    assert opens[("24h_after_dose", recent_session)] == recent + DAY
+    assert opens[("7d_after_dose", older_session)] == older + 7 * DAY
+    second = nurse.post(url, json={"instruments": ["PHQ-9"]}).json()
+    assert second == {"created": [], "already_planned": 3}
+    listed = nurse.get(f"/api/v1/patients/{patient_id}/questionnaire-links").json()
+    assert len(listed) == 3 and all(link["url"] is None for link in listed)
+
+    # The 24 h link opens a day after the dose; its answers are post-dose for that session.
+    (day_link,) = [link for link in created if link["purpose"] == "24h_after_dose"]
+    clinic_clock.set(recent + DAY + timedelta(minutes=5))
+    answered = api().post(_page_path(day_link), data=_form([phq9(6)]))
+    assert answered.status_code == 200
+    (row,) = _assessments(stack, patient_id)
+    assert (row.timing, row.dosing_session_id) == ("post_dose", recent_session)
+
+
+def test_schedule_plans_weekly_links_in_maintenance(api, stack, clinic_clock, patient_id):
+    now = clinic_clock.set(datetime.now(UTC).replace(microsecond=0))
+    doses = [now - 40 * DAY, now - 38 * DAY, now - 9 * DAY]
+    add_course(
+        stack.db,
+        patient_id,
+        doses,
+        phase="maintenance",
+        kinds=["induction", "induction", "maintenance"],
+    )
+    response = api("nurse").post(
+        f"/api/v1/patients/{patient_id}/questionnaire-links/schedule",
+        json={"horizon_days": 14},
+    )
+    weekly = [
+        link for link in response.json()["created"] if link["purpose"] == "weekly_maintenance"
+    ]
+    # From the maintenance dose 9 days ago: week 1 (2 days ago, still open), weeks 2 and 3.
+    opens = sorted(datetime.fromisoformat(link["available_from"]) for link in weekly)
+    assert opens == [doses[2] + timedelta(weeks=k) for k in (1, 2, 3)]
+
+
+def test_access_log_filter_masks_the_token():
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5555", "GET", "/q/SECRET-token", "1.1", 200),
+        None,
+    )
+    assert RedactQuestionnaireTokens().filter(record)
+    assert "SECRET" not in record.getMessage()
+    assert "/q/[token]" in record.getMessage()
+    assert any(
+        isinstance(f, RedactQuestionnaireTokens)
+        for f in logging.getLogger("uvicorn.access").filters
+    )
