@@ -18,8 +18,10 @@ from ketaflow.core.problems import install_problem_handlers
 from ketaflow.core.settings import Settings, get_settings
 from ketaflow.measures.api import router as measures_router
 from ketaflow.patients.api import router as patients_router
+from ketaflow.pharmacology.api import router as pharmacology_router
 from ketaflow.security import service as security
 from ketaflow.security.api import router as security_router
+from ketaflow.therapy.api import router as therapy_router
 from ketaflow.treatment.api import router as treatment_router
 from ketaflow.treatment.clinic import load_clinic_config
 from ketaflow.web import STATIC_DIR
@@ -63,7 +65,9 @@ def create_app(
     app.include_router(security_router, prefix=API_PREFIX)
     app.include_router(patients_router, prefix=API_PREFIX)
     app.include_router(treatment_router, prefix=API_PREFIX)
+    app.include_router(therapy_router, prefix=API_PREFIX)
     app.include_router(measures_router, prefix=API_PREFIX)
+    app.include_router(pharmacology_router, prefix=API_PREFIX)
     app.include_router(questionnaire_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

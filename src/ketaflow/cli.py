@@ -16,6 +16,7 @@ from ketaflow.core.errors import KetaflowError
 from ketaflow.core.migrate import upgrade_to_head
 from ketaflow.core.settings import get_settings
 from ketaflow.measures.cli import instruments_command, score_command
+from ketaflow.pharmacology.cli import simulate_command
 from ketaflow.security import service as security
 from ketaflow.security.permissions import Role
 
@@ -30,6 +31,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.command("score")(score_command)
 app.command("instruments")(instruments_command)
+app.command("simulate")(simulate_command)
 
 console = Console()
 err_console = Console(stderr=True)

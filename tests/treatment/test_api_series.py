@@ -4,120 +4,26 @@ days and the monitoring windows."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from itertools import pairwise
 
 import pytest
 
-TRD_HISTORY = {
-    "diagnoses": [{"code": "major_depressive_disorder", "icd10": "F33.2"}],
-    "antidepressant_trials": [
-        {
-            "drug": "sertraline",
-            "dose_mg_per_day": 200,
-            "weeks": 10,
-            "adequate": True,
-            "outcome": "no_response",
-        },
-        {
-            "drug": "venlafaxine",
-            "dose_mg_per_day": 225,
-            "weeks": 8,
-            "adequate": True,
-            "outcome": "partial_response",
-        },
-    ],
-    "current_medications": [{"name": "escitalopram", "medication_class": "antidepressant"}],
-    "pregnancy": "not_pregnant",
-}
-CALM = {
-    "systolic_mmhg": 124,
-    "diastolic_mmhg": 78,
-    "heart_rate_bpm": 72,
-    "spo2_percent": 98,
-    "respiratory_rate_per_min": 14,
-}
-BASELINE = {**CALM, "moaa_s": 5, "cadss6": 0}
+from support.clinic import BASELINE, CALM, act, add_chairs, enrolled_patient, ok
 
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
-def ok(response, status=200):
-    assert response.status_code == status, response.text
-    return response.json()
-
-
 @pytest.fixture
 def chairs(api):
-    manager = api("manager")
-    return [
-        ok(manager.post("/api/v1/chairs", json={"name": f"chair-{uuid.uuid4().hex[:6]}"}), 201)[
-            "id"
-        ]
-        for _ in range(2)
-    ]
-
-
-def _enrolled_patient(api, clinic_clock, drug, route, consents=("treatment",)):
-    prescriber = api("prescriber")
-    patient = ok(
-        prescriber.post(
-            "/api/v1/patients",
-            json={
-                "family_name": "Series" + uuid.uuid4().hex[:6],
-                "given_name": "Val",
-                "birth_date": "1979-03-14",
-                "sex": "female",
-                "weight_kg": 72,
-                "height_cm": 168,
-            },
-        ),
-        201,
-    )
-    pid = patient["id"]
-    ok(
-        prescriber.put(
-            f"/api/v1/patients/{pid}/history", json={"expected_revision": 0, "history": TRD_HISTORY}
-        )
-    )
-    today = clinic_clock().date()
-    for kind in consents:
-        ok(
-            prescriber.post(
-                f"/api/v1/patients/{pid}/consents",
-                json={"kind": kind, "signed_on": today.isoformat()},
-            ),
-            201,
-        )
-    screening = ok(
-        prescriber.post(
-            f"/api/v1/patients/{pid}/screenings",
-            json={
-                "drug": drug,
-                "route": route,
-                "vitals": {"systolic_mmhg": 122, "diastolic_mmhg": 76, "heart_rate_bpm": 70},
-            },
-        ),
-        201,
-    )
-    assert screening["decision"] in ("eligible", "eligible_with_cautions"), screening
-    assert screening["treatment_resistant"] is True
-    return pid
-
-
-def _act(client, session, path, body=None, status=200):
-    payload = {"version": session["session"]["version"], **(body or {})}
-    return ok(
-        client.post(f"/api/v1/sessions/{session['session']['id']}/{path}", json=payload), status
-    )
+    return add_chairs(api)
 
 
 def test_full_iv_series(api, chairs, clinic_clock):
     start = clinic_clock.set(datetime.fromisoformat("2031-03-03T09:00:00-05:00"))  # a Monday
-    pid = _enrolled_patient(api, clinic_clock, "ketamine", "iv")
+    pid = enrolled_patient(api, clinic_clock, "ketamine", "iv")
     prescriber, nurse, desk = api("prescriber"), api("nurse"), api("front_desk")
 
     course = ok(
@@ -142,7 +48,7 @@ def test_full_iv_series(api, chairs, clinic_clock):
     for index, planned in enumerate(sessions):
         clinic_clock.set(datetime.fromisoformat(planned["scheduled_start"]))
         session = ok(nurse.get(f"/api/v1/sessions/{planned['id']}"))
-        session = _act(desk, session, "check-in")
+        session = act(desk, session, "check-in")
         assert session["session"]["state"] == "checked_in"
         if index == 0:
             # Out of order: no dose before clearance.
@@ -153,8 +59,8 @@ def test_full_iv_series(api, chairs, clinic_clock):
             assert refused.status_code == 409
             assert refused.json()["state"] == "checked_in"
         clinic_clock.advance(minutes=3)
-        session = _act(nurse, session, "readings", BASELINE, status=201)
-        session = _act(
+        session = act(nurse, session, "readings", BASELINE, status=201)
+        session = act(
             nurse,
             session,
             "pre-dose-checks",
@@ -162,23 +68,23 @@ def test_full_iv_series(api, chairs, clinic_clock):
         )
         assert session["session"]["state"] == "cleared", session["deferred_reasons"]
         clinic_clock.advance(minutes=5)
-        session = _act(nurse, session, "dose/start", {"concentration_mg_per_ml": 10})
+        session = act(nurse, session, "dose/start", {"concentration_mg_per_ml": 10})
         dose = session["document"]["dose"]
         assert float(dose["dose_mg"]) == 36.0  # 0.5 mg/kg x 72 kg (Sanacora 2017)
         assert float(dose["volume_ml"]) == 3.6
         for _ in range(4):  # BP every 10 min during the infusion (Emory, reference §2)
             clinic_clock.advance(minutes=10)
-            session = _act(
+            session = act(
                 nurse,
                 session,
                 "readings",
                 {**CALM, "systolic_mmhg": 136, "diastolic_mmhg": 86},
                 status=201,
             )
-        session = _act(nurse, session, "dose/end")
+        session = act(nurse, session, "dose/end")
         assert session["session"]["state"] == "monitoring"
         clinic_clock.advance(minutes=15)
-        session = _act(nurse, session, "readings", {**CALM, "moaa_s": 5}, status=201)
+        session = act(nurse, session, "readings", {**CALM, "moaa_s": 5}, status=201)
         if index == 0:
             # Not before the minimum observation: every unmet criterion is named.
             early = nurse.post(
@@ -188,9 +94,9 @@ def test_full_iv_series(api, chairs, clinic_clock):
             assert early.status_code == 409
             assert early.json()["reasons"]
         clinic_clock.advance(minutes=50)
-        session = _act(nurse, session, "readings", BASELINE, status=201)
+        session = act(nurse, session, "readings", BASELINE, status=201)
         assert session["discharge_unmet"] == []
-        session = _act(nurse, session, "discharge", {"escort_present": True})
+        session = act(nurse, session, "discharge", {"escort_present": True})
         assert session["session"]["state"] == "discharged"
 
     final = ok(prescriber.get(f"/api/v1/courses/{course['id']}"))
@@ -200,7 +106,7 @@ def test_full_iv_series(api, chairs, clinic_clock):
 
 def test_full_esketamine_induction(api, chairs, clinic_clock):
     start = clinic_clock.set(datetime.fromisoformat("2031-06-02T08:30:00-04:00"))  # a Monday
-    pid = _enrolled_patient(
+    pid = enrolled_patient(
         api, clinic_clock, "esketamine", "intranasal", consents=("treatment", "rems_enrollment")
     )
     prescriber, nurse = api("prescriber"), api("nurse")
@@ -226,9 +132,9 @@ def test_full_esketamine_induction(api, chairs, clinic_clock):
 
     for index, planned in enumerate(sessions):
         t0 = clinic_clock.set(datetime.fromisoformat(planned["scheduled_start"]))
-        session = _act(nurse, ok(nurse.get(f"/api/v1/sessions/{planned['id']}")), "check-in")
-        session = _act(nurse, session, "readings", BASELINE, status=201)
-        session = _act(
+        session = act(nurse, ok(nurse.get(f"/api/v1/sessions/{planned['id']}")), "check-in")
+        session = act(nurse, session, "readings", BASELINE, status=201)
+        session = act(
             nurse,
             session,
             "pre-dose-checks",
@@ -245,7 +151,7 @@ def test_full_esketamine_induction(api, chairs, clinic_clock):
         dose_mg = 56 if index == 0 else 84  # 84 mg only after a 56 mg start (label section 2)
         clinic_clock.advance(minutes=5)
         first_device = clinic_clock()
-        session = _act(nurse, session, "dose/start", {"dose_mg": dose_mg, "lot_number": "LOT-A1"})
+        session = act(nurse, session, "dose/start", {"dose_mg": dose_mg, "lot_number": "LOT-A1"})
         for _ in range(dose_mg // 28 - 1):
             if index == 0:
                 too_soon = nurse.post(
@@ -254,19 +160,19 @@ def test_full_esketamine_induction(api, chairs, clinic_clock):
                 )
                 assert too_soon.status_code == 409  # 5 minutes' rest (Instructions for Use)
             clinic_clock.advance(minutes=5)
-            session = _act(nurse, session, "devices", {"lot_number": "LOT-A1"})
-        session = _act(nurse, session, "dose/end")
+            session = act(nurse, session, "devices", {"lot_number": "LOT-A1"})
+        session = act(nurse, session, "dose/end")
         clinic_clock.set(first_device + timedelta(minutes=40))
-        session = _act(nurse, session, "readings", BASELINE, status=201)
+        session = act(nurse, session, "readings", BASELINE, status=201)
         clinic_clock.set(first_device + timedelta(minutes=121))
-        session = _act(nurse, session, "readings", BASELINE, status=201)
+        session = act(nurse, session, "readings", BASELINE, status=201)
         if index == 0:
             missing = nurse.post(
                 f"/api/v1/sessions/{planned['id']}/discharge",
                 json={"version": session["session"]["version"], "escort_present": True},
             )
             assert missing.status_code == 409  # the REMS questions must be answered
-        session = _act(
+        session = act(
             nurse,
             session,
             "discharge",
@@ -286,7 +192,7 @@ def test_full_esketamine_induction(api, chairs, clinic_clock):
 
 def test_two_nurses_cannot_both_act_on_one_version(api, chairs, clinic_clock):
     start = clinic_clock.set(datetime.fromisoformat("2031-09-01T09:00:00-04:00"))
-    pid = _enrolled_patient(api, clinic_clock, "ketamine", "iv")
+    pid = enrolled_patient(api, clinic_clock, "ketamine", "iv")
     course = ok(
         api("prescriber").post(
             f"/api/v1/patients/{pid}/courses",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
 
 from ketaflow.core.clock import Clock
+from ketaflow.measures import service as measures
 from ketaflow.security.dependencies import ActorDep, ClockDep, DbDep
 from ketaflow.treatment import schemas as s
-from ketaflow.treatment import service
+from ketaflow.treatment import service, worklist
 from ketaflow.treatment.clinic import ClinicConfig
 from ketaflow.treatment.protocols import ProtocolId
 
@@ -22,6 +24,11 @@ def get_clinic(request: Request) -> ClinicConfig:
 
 
 ClinicDep = Annotated[ClinicConfig, Depends(get_clinic)]
+
+
+# PHQ-9 asks about the past 2 weeks (Kroenke et al. 2001, reference §3): older answers do not
+# describe the patient on the day of the dose.
+SAFETY_LOOKBACK = timedelta(days=14)
 
 
 def _out(view: service.SessionView, clock: Clock) -> s.SessionOut:
@@ -101,6 +108,26 @@ def end_course(
     return service.end_course(db, actor, course_id, body, clock=clock).out()
 
 
+@router.post("/courses/{course_id}/home-doses", response_model=s.HomeDoseOut, status_code=201)
+def record_home_dose(
+    course_id: str,
+    body: s.HomeDoseIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
+) -> s.HomeDoseOut:
+    """An oral/sublingual dose the patient took at home; rules it broke come back as flags."""
+    return s.HomeDoseOut.model_validate(
+        service.record_home_dose(db, actor, clinic, course_id, body, clock=clock)
+    )
+
+
+@router.get("/courses/{course_id}/home-doses", response_model=list[s.HomeDoseOut])
+def list_home_doses(course_id: str, actor: ActorDep, db: DbDep) -> list[s.HomeDoseOut]:
+    return [s.HomeDoseOut.model_validate(h) for h in service.list_home_doses(db, actor, course_id)]
+
+
 @router.get("/schedule/free-slots", response_model=list[s.SlotOut])
 def free_slots(
     actor: ActorDep,
@@ -116,6 +143,14 @@ def free_slots(
         start = start.replace(tzinfo=UTC)
     slots = service.free_slots(db, actor, clinic, protocol_id, start, count)
     return [s.SlotOut(chair_id=x.chair_id, start=x.start, end=x.end) for x in slots]
+
+
+@router.get("/worklists/today")
+def worklist_today(actor: ActorDep, db: DbDep, clock: ClockDep, clinic: ClinicDep) -> dict:
+    """The clinic's day: sessions by state, open alarms, overdue readings, therapy due, safety
+    alerts and courses needing a decision (sections shown by role). Marks unattended planned
+    sessions missed first."""
+    return jsonable_encoder(worklist.today(db, actor, clinic, clock=clock))
 
 
 @router.get("/sessions/{session_id}", response_model=s.SessionOut)
@@ -160,7 +195,18 @@ def pre_dose_checks(
 ) -> s.SessionOut:
     """Run every pre-dose check: the session is `cleared`, or `deferred` with each reason."""
     return _out(
-        service.run_pre_dose_checks(db, actor, clinic, session_id, body, clock=clock), clock
+        service.run_pre_dose_checks(
+            db,
+            actor,
+            clinic,
+            session_id,
+            body,
+            clock=clock,
+            safety=lambda session, patient_id: measures.latest_safety_inputs(
+                session, patient_id, since=clock() - SAFETY_LOOKBACK
+            ),
+        ),
+        clock,
     )
 
 

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ketaflow.therapy.policy import Modality, TherapyKind, TherapyNote
 from ketaflow.treatment.monitoring import (
     AdverseEventAction,
     AdverseEventKind,
@@ -81,6 +80,12 @@ class CourseCreate(_Input):
     )
     start_on: date
     preferred_time: time | None = None
+    home_dose_mg: Decimal | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="oral/sublingual maintenance: the dose the patient may take at home",
+    )
 
 
 class BoosterIn(_Input):
@@ -198,20 +203,22 @@ class StopIn(_Versioned):
     note: Reason
 
 
-class TherapySessionIn(_Input):
-    kind: TherapyKind
-    modality: Modality
-    modality_other: str | None = Field(default=None, max_length=200)
-    held_at: datetime
-    duration_min: int = Field(ge=1, le=600)
-    dosing_session_id: str | None = None
-    note: TherapyNote = TherapyNote()
-
-
 class HomeDoseIn(_Input):
     taken_at: datetime
     dose_mg: Decimal = Field(gt=0, le=1000)
     note: str | None = Field(default=None, max_length=1000)
+
+
+class HomeDoseOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    course_id: str
+    taken_at: datetime
+    dose_mg: str
+    note: str | None
+    flags: list[dict[str, str]]
+    recorded_at: datetime
 
 
 class SessionSummary(BaseModel):
@@ -241,6 +248,7 @@ class CourseOut(BaseModel):
     status: str
     started_on: date
     screening_id: str
+    home_dose_mg: str | None
     ended_at: datetime | None
     end_reason: str | None
     version: int

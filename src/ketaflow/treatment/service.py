@@ -28,6 +28,7 @@ from ketaflow.security.permissions import (
     CONSENT_RECORD,
     COURSE_MANAGE,
     COURSE_READ,
+    HOME_DOSE_RECORD,
     SESSION_CHECK_IN,
     SESSION_CLINICAL,
     SESSION_PRESCRIBE,
@@ -42,7 +43,7 @@ from ketaflow.treatment.errors import RuleViolation
 from ketaflow.treatment.monitoring import AdverseEvent, Reading
 from ketaflow.treatment.protocols import DeviceDose, FixedDose, Protocol, ProtocolId
 from ketaflow.treatment.rules import DosingSession, SessionState
-from ketaflow.treatment.tables import Chair, Consent, Course, DosingSessionRow
+from ketaflow.treatment.tables import Chair, Consent, Course, DosingSessionRow, HomeDose
 
 # The usual protocol for each drug and route (the first is the default).
 PROTOCOLS_BY_DRUG_ROUTE: dict[tuple[str, str], tuple[ProtocolId, ...]] = {
@@ -113,6 +114,36 @@ def dose_timeline(session: Session, patient_id: str) -> list[DoseMarker]:
         )
         for row, drug, route in rows
     ]
+
+
+@dataclass(frozen=True)
+class PlannedOrGivenDose:
+    """A dosing session that will happen or did: given at the dose's end, else planned."""
+
+    session_id: str
+    at: datetime
+    given: bool
+
+
+def dose_schedule(session: Session, patient_id: str) -> list[PlannedOrGivenDose]:
+    """The patient's doses given and still planned, oldest first (for therapy worklists)."""
+    rows = session.scalars(
+        select(DosingSessionRow)
+        .where(
+            DosingSessionRow.patient_id == patient_id,
+            DosingSessionRow.state.not_in(("cancelled", "missed")),
+        )
+        .order_by(DosingSessionRow.scheduled_start)
+    )
+    doses = []
+    for row in rows:
+        document = document_of(row)
+        if document.dose_started_at is not None:
+            ended = document.dose_ended_at or document.dose_started_at
+            doses.append(PlannedOrGivenDose(row.id, ended, True))
+        elif row.state not in ("stopped", "discharged"):
+            doses.append(PlannedOrGivenDose(row.id, row.scheduled_start, False))
+    return doses
 
 
 def course_markers(session: Session, patient_id: str) -> list[CourseMarker]:
@@ -299,6 +330,7 @@ class CourseView:
             status=c.status,
             started_on=c.started_on,
             screening_id=c.screening_id,
+            home_dose_mg=c.home_dose_mg,
             ended_at=c.ended_at,
             end_reason=c.end_reason,
             version=c.version,
@@ -410,6 +442,8 @@ def start_course(
             f"protocol {protocol_id} is not a {drug} {route} protocol", field_name="protocol_id"
         )
     protocol = clinic.protocol(protocol_id)
+    if data.home_dose_mg is not None and not protocol.home_dosing_allowed:
+        raise InvalidInput(f"{protocol.name} is never taken at home", field_name="home_dose_mg")
     today = clinic_today(now, clinic.opening_hours.timezone)
     if data.start_on < today:
         raise InvalidInput("start_on is in the past", field_name="start_on")
@@ -456,6 +490,7 @@ def start_course(
             phase="induction" if proposals else "maintenance",
             status="active",
             started_on=data.start_on,
+            home_dose_mg=str(data.home_dose_mg) if data.home_dose_mg is not None else None,
             prescribed_by=actor.user_id,
             created_at=now,
         )
@@ -1318,6 +1353,85 @@ def stop_session(
         clock,
         detail={"reason": data.reason.value},
     )
+
+
+def record_home_dose(
+    db: Database,
+    actor: Actor,
+    clinic: ClinicConfig,
+    course_id: str,
+    data: s.HomeDoseIn,
+    clock: Clock = utc_now,
+) -> HomeDose:
+    """A dose the patient took at home (oral/sublingual maintenance), as reported. A dose above
+    the prescription or too soon is kept, with its flags, for the prescriber to see."""
+    patient_id = _authorize_on_course(db, actor, HOME_DOSE_RECORD, course_id)
+    now = clock()
+    if data.taken_at.tzinfo is None:
+        raise InvalidInput("taken_at needs a time zone", field_name="taken_at")
+    with db.transaction() as session:
+        course = _active_course(session, course_id)
+        if course.home_dose_mg is None:
+            raise RuleViolation(
+                "no_home_prescription",
+                [Reason("home_dose.not_prescribed", "this course has no at-home dose prescribed")],
+            )
+        previous = session.scalar(
+            select(func.max(HomeDose.taken_at)).where(
+                HomeDose.patient_id == patient_id, HomeDose.taken_at < data.taken_at
+            )
+        )
+        clinic_dose = session.scalar(
+            select(func.max(DosingSessionRow.dose_started_at)).where(
+                DosingSessionRow.patient_id == patient_id,
+                DosingSessionRow.dose_started_at < data.taken_at,
+            )
+        )
+        latest = max((t for t in (previous, clinic_dose) if t is not None), default=None)
+        record = dosing.check_home_dose(
+            course_protocol(course),
+            dose_mg=data.dose_mg,
+            taken_at=data.taken_at,
+            now=now,
+            prescribed_dose_mg=Decimal(course.home_dose_mg),
+            previous_dose_at=latest,
+            clinic_tz=clinic.opening_hours.zone,
+        )
+        row = HomeDose(
+            patient_id=patient_id,
+            course_id=course_id,
+            taken_at=record.taken_at,
+            dose_mg=str(record.dose_mg),
+            note=data.note,
+            flags=[f.as_dict() for f in record.flags],
+            recorded_by=actor.user_id,
+            recorded_at=now,
+        )
+        session.add(row)
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "home_dose.record",
+            "home_dose",
+            row.id,
+            patient_id=patient_id,
+            detail={"flags": [f.rule_id for f in record.flags]},
+            now=now,
+        )
+        return row
+
+
+def list_home_doses(db: Database, actor: Actor, course_id: str) -> list[HomeDose]:
+    patient_id = _authorize_on_course(db, actor, COURSE_READ, course_id)
+    with db.transaction() as session:
+        rows = list(
+            session.scalars(
+                select(HomeDose).where(HomeDose.course_id == course_id).order_by(HomeDose.taken_at)
+            )
+        )
+        audit.record(session, actor, "home_dose.list", "course", course_id, patient_id=patient_id)
+        return rows
 
 
 def sessions_between(

@@ -1,4 +1,4 @@
-"""Courses, dosing sessions, chairs and consents.
+"""Courses, dosing sessions, chairs, consents and at-home doses.
 
 A dosing session is stored as the pure `DosingSession` value (a JSON document, the source of
 truth for the state machine) plus the columns worklists and schedules query on. `version`
@@ -52,6 +52,8 @@ class Course(Base):
     screening_id: Mapped[str] = mapped_column(ForeignKey("screenings.id"))
     phase: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), index=True)
+    # Oral/sublingual maintenance: the prescribed at-home dose (a Decimal, kept exact as text).
+    home_dose_mg: Mapped[str | None] = mapped_column(String(16), nullable=True)
     started_on: Mapped[date] = mapped_column(Date)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     end_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -83,26 +85,6 @@ class DosingSessionRow(Base):
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
 
-class TherapySessionRow(Base):
-    """A preparation or integration session, tied to the dosing session it serves."""
-
-    __tablename__ = "therapy_sessions"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
-    course_id: Mapped[str | None] = mapped_column(ForeignKey("courses.id"), nullable=True)
-    dosing_session_id: Mapped[str | None] = mapped_column(
-        ForeignKey("dosing_sessions.id"), nullable=True
-    )
-    kind: Mapped[str] = mapped_column(String(16))
-    modality: Mapped[str] = mapped_column(String(32))
-    held_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    duration_min: Mapped[int] = mapped_column(Integer)
-    note: Mapped[dict] = mapped_column(JSONDocument)
-    therapist_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
-    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
 class HomeDose(Base):
     """An oral or sublingual maintenance dose the patient took at home and reported."""
 
@@ -114,5 +96,7 @@ class HomeDose(Base):
     taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
     dose_mg: Mapped[str] = mapped_column(String(16))  # a Decimal, kept exact as text
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Rules the report broke (above the prescription, too soon), kept with the record.
+    flags: Mapped[list] = mapped_column(JSONDocument)
     recorded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("screening_id", sa.String(length=36), nullable=False),
         sa.Column("phase", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("home_dose_mg", sa.String(length=16), nullable=True),
         sa.Column("started_on", sa.Date(), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("end_reason", sa.Text(), nullable=True),
@@ -133,6 +134,9 @@ def upgrade() -> None:
         sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("dose_mg", sa.String(length=16), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
+        sa.Column(
+            "flags", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
+        ),
         sa.Column("recorded_by", sa.Integer(), nullable=True),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
