@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -304,3 +305,34 @@ def test_access_log_filter_masks_the_token():
         isinstance(f, RedactQuestionnaireTokens)
         for f in logging.getLogger("uvicorn.access").filters
     )
+
+
+@pytest.mark.browser
+def test_the_page_fits_a_phone_and_submits_by_touch(api, stack, patient_id):
+    """A 360 x 740 phone screen (CSS pixels): no sideways scrolling, answers big enough to tap,
+    and filling the form by tapping saves it."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed")
+    link = _create_link(api("nurse"), patient_id, instruments=["PHQ-9"])
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(
+                viewport={"width": 360, "height": 740}, device_scale_factor=2, has_touch=True
+            )
+            page.goto(stack.base_url + _page_path(link))
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360
+            heights = page.eval_on_selector_all(
+                ".options label", "labels => labels.map(l => l.getBoundingClientRect().height)"
+            )
+            assert heights and min(heights) >= 44  # a comfortable touch target
+            for item, value in phq9(10).items():
+                page.check(f'input[name="s0-{item}"][value="{value}"]')
+            page.click("button[type=submit]")
+            page.wait_for_selector("text=Thank you")
+        finally:
+            browser.close()
+    (row,) = _assessments(stack, patient_id)
+    assert (row.total, row.source) == (10, "self_report")
