@@ -57,6 +57,7 @@ AFTER_DOSE_DELAYS = (("24h_after_dose", timedelta(hours=24)), ("7d_after_dose", 
 MAINTENANCE_INTERVAL = timedelta(weeks=1)
 DEFAULT_SCHEDULE_HORIZON = timedelta(days=28)
 SELF_REPORT_ACTOR_NAME = "patient via link"
+MISSING_ANSWER_MESSAGE = "Please answer this question."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1222,7 +1223,7 @@ def submit_link(
         answers = asked_answers(instrument, responses.get(instrument.code, {}))
         missing = missing_items(instrument, answers)
         if missing:
-            problems[instrument.code] = dict.fromkeys(missing, "please answer")
+            problems[instrument.code] = dict.fromkeys(missing, MISSING_ANSWER_MESSAGE)
             continue
         try:
             scores.append(instrument.score(answers))

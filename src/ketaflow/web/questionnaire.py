@@ -55,6 +55,8 @@ SECURITY_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
 }
+CHOOSE_ONE = "Please choose one of the answers."
+ANSWER_THIS = service.MISSING_ANSWER_MESSAGE
 UNAVAILABLE = {
     "unknown": ("Link not found", "This questionnaire link is not valid."),
     "used": ("Already answered", "This questionnaire has already been answered. Thank you."),
@@ -166,10 +168,10 @@ def parse_form(
             try:
                 value = int(str(raw), 10)
             except ValueError:
-                problems.setdefault(instrument.code, {})[item.id] = "please choose an answer"
+                problems.setdefault(instrument.code, {})[item.id] = CHOOSE_ONE
                 continue
             if value not in item.values:
-                problems.setdefault(instrument.code, {})[item.id] = "please choose an answer"
+                problems.setdefault(instrument.code, {})[item.id] = CHOOSE_ONE
                 continue
             given[item.id] = value
         answers[instrument.code] = given
@@ -258,6 +260,11 @@ async def submit_questionnaire(request: Request, token: str) -> HTMLResponse:
     form = await request.form(max_files=0, max_fields=400)
     answers, problems = parse_form(opened.instruments, form)
     if problems:
+        # Show every question still to fix at once, not only the unreadable ones.
+        for instrument in opened.instruments:
+            given = service.asked_answers(instrument, answers.get(instrument.code, {}))
+            for item_id in service.missing_items(instrument, given):
+                problems.setdefault(instrument.code, {}).setdefault(item_id, ANSWER_THIS)
         return _form_page(request, opened, answers, problems, status_code=422)
     client = request.client.host if request.client else None
     try:
