@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -84,15 +84,22 @@ def _covariates(spec: PopulationSpec, rng: np.random.Generator | None, n: int) -
     return Covariates(weight, age)
 
 
-def iter_chunks(spec: PopulationSpec) -> Iterator[Chunk]:
-    """Patients in blocks of RNG_BLOCK: modal decomposition and dose events of each block."""
+def iter_chunks(
+    spec: PopulationSpec,
+    outputs: tuple[int, ...] = (OUTPUT_PARENT, OUTPUT_METABOLITE, OUTPUT_EFFECT),
+) -> Iterator[Chunk]:
+    """Patients in blocks of RNG_BLOCK: modal decomposition and dose events of each block.
+    The effect-site mode is left out when the effect site is not among `outputs`."""
     for start in range(0, spec.n_patients, RNG_BLOCK):
         n = min(RNG_BLOCK, spec.n_patients - start)
         rng = np.random.default_rng([spec.seed, start // RNG_BLOCK]) if spec.variability else None
         cov = _covariates(spec, rng, n)
         ind = spec.model.individuals(spec.route, cov, rng)
         events = spec.model.events(spec.route, spec.doses, ind)
-        yield Chunk(start, decompose(ind.system), events)
+        system = ind.system
+        if OUTPUT_EFFECT not in outputs:
+            system = replace(system, ke0_per_min=0.0)
+        yield Chunk(start, decompose(system), events)
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,7 @@ def simulate_summaries(
             raise PKInputError("threshold", f"the threshold must be positive, got {thr!r}")
     n = spec.n_patients
     store = np.empty((n, len(outputs), 7))
-    for chunk in iter_chunks(spec):
+    for chunk in iter_chunks(spec, outputs):
         block = summarize(chunk.modal, chunk.events, outputs, thresholds_ng_per_ml, horizon_min)
         store[chunk.start : chunk.start + block.shape[0]] = block
         if progress:
@@ -173,7 +180,7 @@ def iter_curves(
         raise PKInputError("step", "the time step and horizon must be positive")
     n_points = round(horizon_min / step_min) + 1
     buffer = np.empty((len(outputs), min(RNG_BLOCK, spec.n_patients), n_points))
-    for chunk in iter_chunks(spec):
+    for chunk in iter_chunks(spec, outputs):
         curves = grid_curves(chunk.modal, chunk.events, step_min, n_points, outputs, out=buffer)
         if progress:
             progress(chunk.start + curves.shape[1], spec.n_patients)
