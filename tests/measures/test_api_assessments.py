@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ketaflow.security import permissions as p
 from ketaflow.security.permissions import Role
 from measures.measures_builders import (
     PROBLEM,
@@ -234,3 +235,45 @@ def test_instruments_are_listed_with_codes_and_wording(api):
     one = client.get("/api/v1/instruments/qids-sr16")
     assert one.status_code == 200 and one.json()["code"] == "QIDS-SR16"
     assert client.get("/api/v1/instruments/NOPE").status_code == 422
+
+
+# action -> requests exercising it: (method, path template, json body)
+MEASURES_ENDPOINTS = {
+    p.ASSESSMENT_CREATE: [
+        ("POST", "/api/v1/patients/{pid}/assessments", {"instrument": "GAD-7", "answers": {}}),
+    ],
+    p.ASSESSMENT_READ: [
+        ("GET", "/api/v1/patients/{pid}/assessments", None),
+        ("GET", "/api/v1/assessments/no-such-assessment", None),
+        ("GET", "/api/v1/alerts", None),
+        ("GET", "/api/v1/patients/{pid}/outcomes", None),
+        ("GET", "/api/v1/patients/{pid}/trajectory", None),
+    ],
+    p.ALERT_ACKNOWLEDGE: [
+        ("POST", "/api/v1/alerts/no-such-alert/acknowledge", {"note": "checked with patient"}),
+    ],
+    p.QUESTIONNAIRE_LINK_CREATE: [
+        ("POST", "/api/v1/patients/{pid}/questionnaire-links", {"instruments": ["NOPE"]}),
+        ("GET", "/api/v1/patients/{pid}/questionnaire-links", None),
+        ("POST", "/api/v1/patients/{pid}/questionnaire-links/schedule", {"instruments": ["NOPE"]}),
+    ],
+}
+MATRIX = [(role, action) for role in Role for action in MEASURES_ENDPOINTS]
+
+
+@pytest.fixture(scope="module")
+def matrix_patient(stack):
+    with stack.client(Role.prescriber) as client:
+        return register_patient(client)
+
+
+@pytest.mark.parametrize(("role", "action"), MATRIX, ids=[f"{r}-{a}" for r, a in MATRIX])
+def test_every_role_against_the_permission_table(stack, matrix_patient, role, action):
+    with stack.client(role) as client:
+        for method, path, body in MEASURES_ENDPOINTS[action]:
+            response = client.request(method, path.format(pid=matrix_patient), json=body)
+            if p.is_allowed(role, action):
+                # Allowed: anything but a refusal (the bodies are deliberately wrong: 404/422).
+                assert response.status_code not in (401, 403), (method, path, response.text)
+            else:
+                assert response.status_code == 403, (method, path, response.text)
