@@ -117,3 +117,23 @@ def test_bad_settings_are_a_clear_error(cli_db, monkeypatch):
     assert result.output.strip() == (
         "error: KETAFLOW_CLINIC_TIMEZONE: Value error, unknown time zone 'Mars/Olympus'"
     )
+
+
+def test_sessions_today_prints_the_day_for_a_named_user(cli_db):
+    assert runner.invoke(app, ["demo", "--no-serve"]).exit_code == 0
+    day = runner.invoke(app, ["sessions", "today", "--as", "nurse.kim"])
+    assert day.exit_code == 0, day.output
+    assert "open alarms: 1" in day.output
+    assert "sessions:" in day.output
+    as_json = runner.invoke(app, ["sessions", "today", "--as", "nurse.kim", "--json"])
+    assert as_json.exit_code == 0
+    import json
+
+    body = json.loads(as_json.output)
+    assert {"sessions", "open_alarms", "therapy_due", "safety_alerts"} <= set(body)
+    assert len(body["safety_alerts"]) >= 1
+    refused = runner.invoke(app, ["sessions", "today", "--as", "auditor.nguyen"])
+    assert refused.exit_code == 2
+    assert refused.output.startswith("error: role 'auditor' may not worklist.read")
+    unknown = runner.invoke(app, ["sessions", "today", "--as", "nobody"])
+    assert unknown.exit_code == 2

@@ -6,6 +6,7 @@ import functools
 import sys
 from collections.abc import Callable
 from typing import Annotated, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from ketaflow.measures.cli import instruments_command, score_command
 from ketaflow.pharmacology.cli import simulate_command
 from ketaflow.security import service as security
 from ketaflow.security.permissions import Role
+from ketaflow.treatment import service as treatment
 
 app = typer.Typer(
     help="ketaflow: run a ketamine-assisted therapy program.",
@@ -27,8 +29,10 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+sessions_app = typer.Typer(help="Dosing sessions.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
+app.add_typer(sessions_app, name="sessions")
 app.command("score")(score_command)
 app.command("instruments")(instruments_command)
 app.command("simulate")(simulate_command)
@@ -163,6 +167,59 @@ def audit_verify() -> None:
     brk = report.first_break
     assert brk is not None
     raise fail(f"audit chain broken at event {brk.event_id}: {brk.problem}", code=1)
+
+
+@sessions_app.command("today")
+@handle_errors
+def sessions_today(
+    as_user: Annotated[
+        str, typer.Option("--as", help="the staff account this is read as (audited)")
+    ],
+    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Print the clinic's day: sessions by state, alarms, overdue readings, what is due."""
+    import json
+
+    from fastapi.encoders import jsonable_encoder
+    from rich.table import Table
+
+    from ketaflow.treatment import worklist
+    from ketaflow.treatment.clinic import load_clinic_config
+
+    settings = get_settings()
+    db = open_database()
+    actor = security.actor_by_username(db, as_user, "cli")
+    day = worklist.today(db, actor, load_clinic_config(settings))
+    if json_output:
+        console.print_json(json.dumps(jsonable_encoder(day)))
+        return
+    zone = settings.clinic_timezone
+    table = Table(title=f"{settings.clinic_name}: {day['date']} ({zone})")
+    for column in ("time", "chair", "patient", "MRN", "protocol", "session", "state"):
+        table.add_column(column)
+    chairs = {c.id: c.name for c in treatment.list_chairs(db, actor)}
+    for entry in day["sessions"]:
+        local = entry["scheduled_start"].astimezone(ZoneInfo(zone))
+        table.add_row(
+            local.strftime("%H:%M"),
+            chairs.get(entry["chair_id"], "-"),
+            entry["patient_name"],
+            entry["mrn"],
+            entry["protocol_id"],
+            f"{entry['kind']} #{entry['sequence']}",
+            entry["state"],
+        )
+    console.print(table)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(day["counts_by_state"].items()))
+    console.print(f"sessions: {len(day['sessions'])} ({counts or 'none'})")
+    for label, key in (
+        ("open alarms", "open_alarms"),
+        ("overdue readings", "overdue_readings"),
+        ("therapy due", "therapy_due"),
+        ("safety alerts", "safety_alerts"),
+        ("courses needing a decision", "courses_needing_decision"),
+    ):
+        console.print(f"{label}: {len(day[key])}")
 
 
 if __name__ == "__main__":

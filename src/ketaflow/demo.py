@@ -18,6 +18,7 @@ from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database
 from ketaflow.core.errors import Conflict
 from ketaflow.core.settings import Settings
+from ketaflow.demo_care import Staff, build_care
 from ketaflow.patients import history as h
 from ketaflow.patients import service as patients
 from ketaflow.patients.schemas import MeasurementIn, PatientCreate, Sex
@@ -25,6 +26,7 @@ from ketaflow.patients.tables import Patient
 from ketaflow.security import service as security
 from ketaflow.security.permissions import Actor, Role
 from ketaflow.security.tables import User
+from ketaflow.treatment.clinic import load_clinic_config
 
 DEMO_PASSWORD = "ketaflow-demo"  # noqa: S105 - published on purpose: demo accounts only
 SEED = 20261122
@@ -209,6 +211,7 @@ def build_demo_clinic(
     )
 
     today = clock().date()
+    patient_ids: list[str] = []
     console = progress or Console(quiet=True)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("demo patients", total=PATIENT_COUNT)
@@ -235,10 +238,23 @@ def build_demo_clinic(
                 MeasurementIn(
                     weight_kg=round(rng.uniform(52, 118), 1),
                     height_cm=round(rng.uniform(152, 192)),
-                    measured_on=today - timedelta(days=rng.randint(0, 20)),
+                    # Weighed at intake, before the demo's six weeks of care began.
+                    measured_on=today - timedelta(days=rng.randint(42, 60)),
                 ),
                 clock=clock,
             )
             patients.save_history(db, prescriber, patient_id, _profile(rng, index), 0, clock=clock)
+            patient_ids.append(patient_id)
             bar.advance(task)
-    return DemoSummary(True, len(STAFF), PATIENT_COUNT, logins)
+    console.print("demo care: courses, sessions, scores (takes a little while)")
+    care = build_care(
+        db,
+        settings,
+        load_clinic_config(settings),
+        Staff(prescriber, nurse, actors[Role.therapist], front_desk, actors[Role.manager]),
+        patient_ids,
+        clock(),
+        rng,
+    )
+    notes = [f"{key.replace('_', ' ')}: {value}" for key, value in sorted(care.items())]
+    return DemoSummary(True, len(STAFF), PATIENT_COUNT, logins, notes)

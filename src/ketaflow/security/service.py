@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database
-from ketaflow.core.errors import Conflict, Forbidden, InvalidInput, Unauthorized
+from ketaflow.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from ketaflow.core.settings import Settings
 from ketaflow.security import audit, passwords
 from ketaflow.security.chain import ChainReport
@@ -192,6 +192,16 @@ def login(
     if failure_to_raise is not None:
         raise failure_to_raise
     return issued
+
+
+def actor_by_username(db: Database, username: str, client_address: str | None) -> Actor:
+    """The actor for a command-line user named by the operator (who already holds the
+    database); the account must exist and be active, and its role's permissions apply."""
+    with db.transaction() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None or not user.active:
+            raise NotFound(f"no active staff account '{username}'")
+        return actor_for(user, client_address)
 
 
 def resolve_token(
