@@ -857,53 +857,69 @@ def _grid(
 
 
 @njit(cache=True)
-def _vdd(i, o, t, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt):  # pragma: no cover
-    """C, dC/dt and d2C/dt2 of patient i, output o, at t (right-hand limits at kinks)."""
+def _vdd(t, coef, lam, start, dur, n_terms):  # pragma: no cover - compiled
+    """C, dC/dt and d2C/dt2 at t from a patient's compact term list (one term per dose and
+    mode: coefficient, pole, start, duration), right-hand limits at kinks."""
     v = 0.0
     d1 = 0.0
     d2 = 0.0
-    for e in range(ev_path.shape[0]):
-        p = ev_path[e]
-        amt = ev_amt[i, e]
-        tau = t - ev_start[i, e]
-        if amt == 0.0 or tau < 0.0:
+    for k in range(n_terms):
+        tau = t - start[k]
+        if tau < 0.0:
             continue
-        dur = ev_dur[e]
-        for s in range(poles.shape[2]):
-            if not active[p, s]:
-                continue
-            r = residues[i, p, o, s]
-            if r == 0.0:
-                continue
-            lam = poles[i, p, s]
-            if dur <= 0.0:
-                g = math.exp(lam * tau)
-                g1 = lam * g
-            elif tau < dur:
-                em = math.expm1(lam * tau)
-                g = em / (lam * dur)
-                g1 = (em + 1.0) / dur
-            else:
-                g1 = math.exp(lam * (tau - dur)) * math.expm1(lam * dur) / dur
-                g = g1 / lam
-            c = amt * r
-            v += c * g
-            d1 += c * g1
-            d2 += c * lam * g1
+        lm = lam[k]
+        d = dur[k]
+        if d <= 0.0:
+            g = math.exp(lm * tau)
+            g1 = lm * g
+        elif tau < d:
+            em = math.expm1(lm * tau)
+            g = em / (lm * d)
+            g1 = (em + 1.0) / d
+        else:
+            g1 = math.exp(lm * (tau - d)) * math.expm1(lm * d) / d
+            g = g1 / lm
+        c = coef[k]
+        v += c * g
+        d1 += c * g1
+        d2 += c * lm * g1
     return v, d1, d2
 
 
 @njit(cache=True)
-def _refine(i, o, lo, hi, f_lo, f_hi, target, on_derivative, args):  # pragma: no cover
+def _terms(
+    i, o, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, coef, lam, start, dur
+):  # pragma: no cover
+    """Fill the compact term list of patient i, output o; returns the number of terms."""
+    n = 0
+    for e in range(ev_path.shape[0]):
+        p = ev_path[e]
+        amt = ev_amt[i, e]
+        if amt == 0.0:
+            continue
+        for s in range(poles.shape[2]):
+            if active[p, s]:
+                r = residues[i, p, o, s]
+                if r != 0.0:
+                    coef[n] = amt * r
+                    lam[n] = poles[i, p, s]
+                    start[n] = ev_start[i, e]
+                    dur[n] = ev_dur[e]
+                    n += 1
+    return n
+
+
+@njit(cache=True)
+def _refine(lo, hi, f_lo, f_hi, target, on_derivative, terms):  # pragma: no cover
     """Root in (lo, hi) of C(t) - target, or of C'(t) when `on_derivative`, given the values
     f_lo, f_hi of opposite signs at the ends: Newton steps kept inside a shrinking bracket,
     starting from the secant point; bisection whenever Newton would leave the bracket."""
-    poles, residues, active, ev_path, ev_start, ev_dur, ev_amt = args
+    coef, lam, start, dur, n_terms = terms
     x = lo - f_lo * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)
     if not (lo < x < hi):
         x = 0.5 * (lo + hi)
     for _it in range(100):
-        v, d1, d2 = _vdd(i, o, x, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt)
+        v, d1, d2 = _vdd(x, coef, lam, start, dur, n_terms)
         if on_derivative:
             f = d1
             fp = d2
@@ -947,7 +963,6 @@ def _summarize(
     n = poles.shape[0]
     n_ev = ev_path.shape[0]
     n_out = outputs.shape[0]
-    args = (poles, residues, active, ev_path, ev_start, ev_dur, ev_amt)
     # bracketing samples: every dt_near while doses act, every dt_far afterwards
     n_coarse = n_near + n_far
     t_split = n_near * dt_near
@@ -963,6 +978,11 @@ def _summarize(
         near = np.empty((n_out, LANES, n_near + 1))
         far = np.empty((n_out, LANES, n_far + 1))
         breaks = np.empty(2 * n_ev + 2)
+        max_terms = n_ev * poles.shape[2]
+        t_coef = np.empty(max_terms)
+        t_lam = np.empty(max_terms)
+        t_start = np.empty(max_terms)
+        t_dur = np.empty(max_terms)
         for blk in range(sup * SUPER, min(n_blocks, (sup + 1) * SUPER)):
             _summarize_block(
                 blk,
@@ -988,7 +1008,10 @@ def _summarize(
                 near,
                 far,
                 breaks,
-                args,
+                t_coef,
+                t_lam,
+                t_start,
+                t_dur,
             )
 
 
@@ -1017,7 +1040,10 @@ def _summarize_block(
     near,
     far,
     breaks,
-    args,
+    t_coef,
+    t_lam,
+    t_start,
+    t_dur,
 ):  # pragma: no cover - compiled
     n_ev = ev_path.shape[0]
     n_paths = poles.shape[1]
@@ -1065,6 +1091,22 @@ def _summarize_block(
         i = i0 + w
         for q in range(n_out):
             o = outputs[q]
+            n_terms = _terms(
+                i,
+                o,
+                poles,
+                residues,
+                active,
+                ev_path,
+                ev_start,
+                ev_dur,
+                ev_amt,
+                t_coef,
+                t_lam,
+                t_start,
+                t_dur,
+            )
+            terms = (t_coef, t_lam, t_start, t_dur, n_terms)
             # ---- maximum: near the coarse maximum, between kinks (dose starts and ends)
             j = 0
             for k in range(n_coarse + 1):
@@ -1086,7 +1128,7 @@ def _summarize_block(
             c_max = -1.0
             t_max = 0.0
             for b in range(nb):
-                c = _vdd(i, o, breaks[b], *args)[0]
+                c = _vdd(breaks[b], *terms)[0]
                 if c > c_max:
                     c_max = c
                     t_max = breaks[b]
@@ -1095,11 +1137,11 @@ def _summarize_block(
                 b_t = breaks[b + 1]
                 if b_t - a_t <= 1e-9:
                     continue
-                d_a = _vdd(i, o, a_t, *args)[1]
-                d_b = _vdd(i, o, b_t - 1e-9 * (b_t - a_t), *args)[1]
+                d_a = _vdd(a_t, *terms)[1]
+                d_b = _vdd(b_t - 1e-9 * (b_t - a_t), *terms)[1]
                 if d_a > 0.0 and d_b < 0.0:
-                    x = _refine(i, o, a_t, b_t, d_a, d_b, 0.0, True, args)
-                    c = _vdd(i, o, x, *args)[0]
+                    x = _refine(a_t, b_t, d_a, d_b, 0.0, True, terms)
+                    c = _vdd(x, *terms)[0]
                     if c > c_max:
                         c_max = c
                         t_max = x
@@ -1152,7 +1194,7 @@ def _summarize_block(
                     k += 1
                 now_above = cur_c > thr
                 if now_above != above:
-                    x = _refine(i, o, prev_t, cur_t, prev_c - thr, cur_c - thr, thr, False, args)
+                    x = _refine(prev_t, cur_t, prev_c - thr, cur_c - thr, thr, False, terms)
                     if now_above:
                         since = x
                     else:
