@@ -11,10 +11,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import select
 
-from ketaflow.core.db import Database
+from ketaflow.core.db import Database, new_id
 from ketaflow.patients.tables import Screening
 from ketaflow.security.tables import AuditEvent
+from ketaflow.treatment import rules
+from ketaflow.treatment.protocols import ProtocolId, get_protocol
 from ketaflow.treatment.tables import Course, DosingSessionRow
+
+# Rows inserted here must be valid for every reader of the shared test store (worklists too).
+PROTOCOL = get_protocol(ProtocolId.iv_racemic_infusion)
 
 PROBLEM = "application/problem+json"
 
@@ -98,8 +103,8 @@ def add_course(
             patient_id=patient_id,
             drug=drug,
             route=route,
-            protocol_id="test",
-            protocol={},
+            protocol_id=PROTOCOL.id.value,
+            protocol=PROTOCOL.model_dump(mode="json"),
             screening_id=screening.id,
             phase=phase,
             status=status,
@@ -110,7 +115,22 @@ def add_course(
         session.flush()
         session_ids = []
         for index, dose_at in enumerate(sorted(dose_times)):
+            row_id = new_id()
+            document = rules.new_session(
+                session_id=row_id,
+                patient_id=patient_id,
+                course_id=course.id,
+                protocol_id=PROTOCOL.id,
+                scheduled_start=dose_at - timedelta(minutes=15),
+            ).model_copy(
+                update={
+                    "state": rules.SessionState.discharged,
+                    "dose_started_at": dose_at,
+                    "closed_at": dose_at,
+                }
+            )
             row = DosingSessionRow(
+                id=row_id,
                 patient_id=patient_id,
                 course_id=course.id,
                 kind=(kinds[index] if kinds else "induction"),
@@ -119,7 +139,7 @@ def add_course(
                 scheduled_start=dose_at - timedelta(minutes=15),
                 expected_end=dose_at + timedelta(hours=2),
                 dose_started_at=dose_at,
-                document={},
+                document=document.model_dump(mode="json"),
                 updated_at=dose_at,
             )
             session.add(row)
@@ -131,8 +151,17 @@ def add_course(
 def add_scheduled_session(db: Database, patient_id: str, course_id: str) -> str:
     """A session booked but not dosed yet (no dose time)."""
     start = datetime.now(UTC) + timedelta(days=3)
+    row_id = new_id()
+    document = rules.new_session(
+        session_id=row_id,
+        patient_id=patient_id,
+        course_id=course_id,
+        protocol_id=PROTOCOL.id,
+        scheduled_start=start,
+    )
     with db.transaction() as session:
         row = DosingSessionRow(
+            id=row_id,
             patient_id=patient_id,
             course_id=course_id,
             kind="induction",
@@ -141,7 +170,7 @@ def add_scheduled_session(db: Database, patient_id: str, course_id: str) -> str:
             scheduled_start=start,
             expected_end=start + timedelta(hours=2),
             dose_started_at=None,
-            document={},
+            document=document.model_dump(mode="json"),
             updated_at=start,
         )
         session.add(row)
