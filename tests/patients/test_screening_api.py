@@ -169,3 +169,20 @@ def test_roles_that_may_not_screen_are_refused(api):
     for role in ("nurse", "therapist", "front_desk", "manager", "auditor", "admin"):
         response = _screen(api(role), pid, "ketamine", "iv")
         assert response.status_code == 403, role
+
+
+def test_latest_suicidality_answers_reach_the_screening(api):
+    client = api("prescriber")
+    pid = _patient(
+        client, {"diagnoses": MDD, "antidepressant_trials": TRIALS, "pregnancy": "not_applicable"}
+    )
+    before = _screen(client, pid, "ketamine", "iv").json()
+    assert before["urgent"] is False
+    answers = {str(i): 1 for i in range(1, 10)}
+    saved = api("nurse").post(
+        f"/api/v1/patients/{pid}/assessments", json={"instrument": "PHQ-9", "answers": answers}
+    )
+    assert saved.status_code == 201, saved.text
+    after = _screen(client, pid, "ketamine", "iv").json()
+    assert after["urgent"] is True
+    assert any("phq" in r["rule_id"].lower() for r in after["reasons"]), after["reasons"]

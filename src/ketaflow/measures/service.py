@@ -34,6 +34,7 @@ from ketaflow.measures.instruments import (
 )
 from ketaflow.measures.tables import Assessment, QuestionnaireLink, SafetyAlert
 from ketaflow.measures.wording import load_wording_file
+from ketaflow.patients.screening import AssessmentFlag, CssrsRiskFlag, Phq9Item9Flag
 from ketaflow.patients.service import load_patient
 from ketaflow.security import audit
 from ketaflow.security import service as security
@@ -504,27 +505,44 @@ def acknowledge_alert(
         return AlertView(alert, code, actor.username)
 
 
+def latest_assessment(
+    session: Session, patient_id: str, code: str, since: datetime | None = None
+) -> Assessment | None:
+    """The patient's most recent assessment on one scale (taken at or after `since`)."""
+    query = select(Assessment).where(
+        Assessment.patient_id == patient_id, Assessment.instrument_code == code
+    )
+    if since is not None:
+        query = query.where(Assessment.taken_at >= since)
+    return session.scalars(
+        query.order_by(Assessment.taken_at.desc(), Assessment.created_at.desc()).limit(1)
+    ).first()
+
+
 def latest_safety_inputs(
     session: Session, patient_id: str, since: datetime | None = None
 ) -> tuple[int | None, str | None]:
     """(PHQ-9 item 9 answer, C-SSRS risk level) from the patient's latest PHQ-9 and latest
     C-SSRS screener (taken at or after `since`, if given): what the pre-dose checks read.
     Matches treatment.service.SafetyInputs; the risk is 'none', 'low', 'moderate' or 'high'."""
-
-    def latest(code: str) -> Assessment | None:
-        query = select(Assessment).where(
-            Assessment.patient_id == patient_id, Assessment.instrument_code == code
-        )
-        if since is not None:
-            query = query.where(Assessment.taken_at >= since)
-        return session.scalars(
-            query.order_by(Assessment.taken_at.desc(), Assessment.created_at.desc()).limit(1)
-        ).first()
-
-    phq9 = latest("PHQ-9")
+    phq9 = latest_assessment(session, patient_id, "PHQ-9", since)
     item9 = phq9.answers.get("9") if phq9 is not None else None
-    cssrs = latest("C-SSRS")
+    cssrs = latest_assessment(session, patient_id, "C-SSRS", since)
     return (item9 if isinstance(item9, int) else None), (cssrs.band_code if cssrs else None)
+
+
+def screening_flags(session: Session, patient_id: str) -> list[AssessmentFlag]:
+    """The latest PHQ-9 item 9 and C-SSRS risk, dated, as eligibility screening reads them
+    (patients.screening_service.AssessmentFlags)."""
+    flags: list[AssessmentFlag] = []
+    phq9 = latest_assessment(session, patient_id, "PHQ-9")
+    item9 = phq9.answers.get("9") if phq9 is not None else None
+    if phq9 is not None and isinstance(item9, int):
+        flags.append(Phq9Item9Flag(score=item9, completed_on=phq9.taken_at.date()))
+    cssrs = latest_assessment(session, patient_id, "C-SSRS")
+    if cssrs is not None and cssrs.band_code:
+        flags.append(CssrsRiskFlag(risk=cssrs.band_code, completed_on=cssrs.taken_at.date()))
+    return flags
 
 
 # ---------------------------------------------------------------------------------------------

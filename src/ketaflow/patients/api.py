@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from ketaflow.core.pagination import Page, PageDep
+from ketaflow.measures import service as measures
 from ketaflow.patients import screening_service, service
 from ketaflow.patients.schemas import (
     AccessLogEntry,
@@ -122,7 +123,15 @@ def screen_patient(
     """Screen for a drug and route: `eligible`, `eligible_with_cautions` or `ineligible`, each
     reason with its rule id, a sentence and its source."""
     return ScreeningOut.model_validate(
-        screening_service.screen_patient(db, actor, settings, patient_id, body, clock=clock)
+        screening_service.screen_patient(
+            db,
+            actor,
+            settings,
+            patient_id,
+            body,
+            clock=clock,
+            assessment_flags=measures.screening_flags,
+        )
     )
 
 
