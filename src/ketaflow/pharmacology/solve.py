@@ -502,6 +502,8 @@ def _g(lam, tau, dur):  # pragma: no cover - compiled
         return 0.0
     if dur <= 0.0:
         return math.exp(lam * tau)
+    if tau == 0.0:
+        return 0.0
     u = min(tau, dur)
     return math.exp(lam * (tau - u)) * math.expm1(lam * u) / (lam * dur)
 
@@ -602,6 +604,7 @@ def _grid_block(
     outputs,
     out,
     row0,
+    work,
 ):  # pragma: no cover - compiled
     """Curves of patients i0 .. i0 + width - 1 (width <= LANES) on t0 + k dt, written to
     out[q, row0 + w, k]. Every modal state is carried forward by multiplication: one exp per
@@ -618,18 +621,13 @@ def _grid_block(
         for s in range(m_slots):
             if active[p, s]:
                 n_modes += 1
-    lam = np.ones((n_modes, LANES))
-    mode_path = np.empty(n_modes, dtype=np.int64)
-    mode_slot = np.empty(n_modes, dtype=np.int64)
-    mult = np.zeros((n_modes, LANES))
-    incr = np.zeros((n_modes, LANES))
-    z = np.zeros((n_modes, LANES))
-    res = np.zeros((n_out, n_modes, LANES))
-    rate = np.zeros((n_paths, LANES))
-    rate_seg = np.zeros((n_paths, LANES))
-    partial = np.zeros((n_paths, LANES), dtype=np.bool_)
-    special = np.zeros(n_points + 1, dtype=np.bool_)
-    cvec = np.empty(LANES)
+    lam, mult, incr, z, res, rate, rate_seg, partial, special, mode_path, mode_slot, cvec = work
+    lam[:, :] = 1.0
+    mult[:, :] = 0.0
+    incr[:, :] = 0.0
+    z[:, :] = 0.0
+    res[:, :, :] = 0.0
+    special[: n_points + 1] = False
     k = 0
     for p in range(n_paths):
         for s in range(m_slots):
@@ -835,6 +833,7 @@ def _grid(
     n = poles.shape[0]
     n_blocks = (n + LANES - 1) // LANES
     for sup in prange((n_blocks + SUPER - 1) // SUPER):
+        work = _workspace(poles.shape[1], poles.shape[2], outputs.shape[0], out.shape[2])
         for blk in range(sup * SUPER, min(n_blocks, (sup + 1) * SUPER)):
             i0 = blk * LANES
             width = min(LANES, n - i0)
@@ -853,7 +852,28 @@ def _grid(
                 outputs,
                 out,
                 i0,
+                work,
             )
+
+
+@njit(cache=True)
+def _workspace(n_paths, m_slots, n_out, n_points):  # pragma: no cover - compiled
+    """Work arrays of `_grid_block`, allocated once per parallel task rather than per block."""
+    dim = n_paths * m_slots
+    return (
+        np.ones((dim, LANES)),  # poles
+        np.zeros((dim, LANES)),  # one-step multipliers
+        np.zeros((dim, LANES)),  # one-step input gains
+        np.zeros((dim, LANES)),  # modal states
+        np.zeros((n_out, dim, LANES)),  # residues per output
+        np.zeros((n_paths, LANES)),  # infusion rate of a special step
+        np.zeros((n_paths, LANES)),  # infusion rate between special steps
+        np.zeros((n_paths, LANES), dtype=np.bool_),  # a dose starts or ends inside the step
+        np.zeros(n_points + 1, dtype=np.bool_),  # steps needing the full treatment
+        np.zeros(dim, dtype=np.int64),  # path of each mode
+        np.zeros(dim, dtype=np.int64),  # slot of each mode
+        np.empty(LANES),  # outputs of one step
+    )
 
 
 @njit(cache=True)
@@ -936,7 +956,8 @@ def _refine(lo, hi, f_lo, f_hi, target, on_derivative, terms):  # pragma: no cov
         x_new = x - f / fp if fp != 0.0 else 0.5 * (lo + hi)
         if not (lo < x_new < hi):
             x_new = 0.5 * (lo + hi)
-        if abs(x_new - x) <= 1e-11 * max(1.0, abs(x)) or hi - lo <= 1e-11 * max(1.0, abs(x)):
+        # 1e-10 relative: far below a second, and Newton has converged quadratically by then
+        if abs(x_new - x) <= 1e-10 * max(1.0, abs(x)) or hi - lo <= 1e-10 * max(1.0, abs(x)):
             return x_new
         x = x_new
     return x
@@ -983,6 +1004,7 @@ def _summarize(
         t_lam = np.empty(max_terms)
         t_start = np.empty(max_terms)
         t_dur = np.empty(max_terms)
+        work = _workspace(poles.shape[1], poles.shape[2], n_out, max(n_near, n_far) + 1)
         for blk in range(sup * SUPER, min(n_blocks, (sup + 1) * SUPER)):
             _summarize_block(
                 blk,
@@ -1012,6 +1034,7 @@ def _summarize(
                 t_lam,
                 t_start,
                 t_dur,
+                work,
             )
 
 
@@ -1044,6 +1067,7 @@ def _summarize_block(
     t_lam,
     t_start,
     t_dur,
+    work,
 ):  # pragma: no cover - compiled
     n_ev = ev_path.shape[0]
     n_paths = poles.shape[1]
@@ -1067,6 +1091,7 @@ def _summarize_block(
         outputs,
         near,
         0,
+        work,
     )
     coarse[:, :, : n_near + 1] = near
     if n_far > 0:
@@ -1085,6 +1110,7 @@ def _summarize_block(
             outputs,
             far,
             0,
+            work,
         )
         coarse[:, :, n_near + 1 :] = far[:, :, 1:]
     for w in range(width):
@@ -1127,24 +1153,26 @@ def _summarize_block(
             breaks[:nb].sort()
             c_max = -1.0
             t_max = 0.0
+            d_prev = 0.0
             for b in range(nb):
-                c = _vdd(breaks[b], *terms)[0]
+                c, d_right, _ = _vdd(breaks[b], *terms)
                 if c > c_max:
                     c_max = c
                     t_max = breaks[b]
-            for b in range(nb - 1):
-                a_t = breaks[b]
-                b_t = breaks[b + 1]
-                if b_t - a_t <= 1e-9:
-                    continue
-                d_a = _vdd(a_t, *terms)[1]
-                d_b = _vdd(b_t - 1e-9 * (b_t - a_t), *terms)[1]
-                if d_a > 0.0 and d_b < 0.0:
-                    x = _refine(a_t, b_t, d_a, d_b, 0.0, True, terms)
-                    c = _vdd(x, *terms)[0]
-                    if c > c_max:
-                        c_max = c
-                        t_max = x
+                # an interior maximum of (breaks[b-1], breaks[b]) needs C' > 0 just after the
+                # left end and C' < 0 just before the right end (one-sided at kinks)
+                if b > 0 and d_prev > 0.0:
+                    a_t = breaks[b - 1]
+                    b_t = breaks[b]
+                    if b_t - a_t > 1e-9:
+                        d_b = _vdd(b_t - 1e-9 * (b_t - a_t), *terms)[1]
+                        if d_b < 0.0:
+                            x = _refine(a_t, b_t, d_prev, d_b, 0.0, True, terms)
+                            cx = _vdd(x, *terms)[0]
+                            if cx > c_max:
+                                c_max = cx
+                                t_max = x
+                d_prev = d_right
             out[i, q, CMAX] = c_max
             out[i, q, TMAX] = t_max
             # ---- AUC: analytic to infinity and to the horizon
