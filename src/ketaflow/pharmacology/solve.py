@@ -605,12 +605,15 @@ def _grid_block(
     out,
     row0,
     work,
+    resume=False,
 ):  # pragma: no cover - compiled
     """Curves of patients i0 .. i0 + width - 1 (width <= LANES) on t0 + k dt, written to
     out[q, row0 + w, k]. Every modal state is carried forward by multiplication: one exp per
     mode, then a multiply-add per mode and step, with the patient index innermost so each one
     is a vector instruction. Steps that a dose starts or ends inside get their exact partial
-    term (closed form). Work arrays come from `_workspace` (reused across blocks)."""
+    term (closed form). Work arrays come from `_workspace` (reused across blocks). With
+    `resume`, the modal states left in `work` by the previous call for the same patients are
+    the states at t0 (the previous grid's last point), so they are not recomputed."""
     n_paths = poles.shape[1]
     m_slots = poles.shape[2]
     n_points = out.shape[2]
@@ -622,11 +625,12 @@ def _grid_block(
             if active[p, s]:
                 n_modes += 1
     lam, mult, incr, z, res, rate, rate_seg, partial, special, mode_path, mode_slot, cvec = work
-    lam[:, :] = 1.0
-    mult[:, :] = 0.0
-    incr[:, :] = 0.0
-    z[:, :] = 0.0
-    res[:, :, :] = 0.0
+    if not resume:
+        lam[:, :] = 1.0
+        mult[:, :] = 0.0
+        incr[:, :] = 0.0
+        z[:, :] = 0.0
+        res[:, :, :] = 0.0
     special[: n_points + 1] = False
     k = 0
     for p in range(n_paths):
@@ -644,6 +648,8 @@ def _grid_block(
             lam[m, w] = lm
             mult[m, w] = math.exp(lm * dt)
             incr[m, w] = math.expm1(lm * dt) / lm
+            if resume:
+                continue
             for q in range(n_out):
                 res[q, m, w] = residues[i, p, outputs[q], s]
             acc = 0.0
@@ -823,7 +829,7 @@ def _run8(
         z[k, w] = zz[k]
 
 
-SUPER = 64  # lane blocks per parallel task
+SUPER = 8  # lane blocks (of LANES patients) per parallel task
 
 
 @njit(cache=True, parallel=True)
@@ -877,9 +883,10 @@ def _workspace(n_paths, m_slots, n_out, n_points):  # pragma: no cover - compile
 
 
 @njit(cache=True)
-def _vdd(t, coef, lam, start, dur, n_terms):  # pragma: no cover - compiled
+def _vdd(t, coef, lam, start, dur, after, n_terms):  # pragma: no cover - compiled
     """C, dC/dt and d2C/dt2 at t from a patient's compact term list (one term per dose and
-    mode: coefficient, pole, start, duration), right-hand limits at kinks."""
+    mode: coefficient, pole, start, duration, and expm1(pole x duration) / duration for the
+    time after an infusion), right-hand limits at kinks."""
     v = 0.0
     d1 = 0.0
     d2 = 0.0
@@ -897,7 +904,7 @@ def _vdd(t, coef, lam, start, dur, n_terms):  # pragma: no cover - compiled
             g = em / (lm * d)
             g1 = (em + 1.0) / d
         else:
-            g1 = math.exp(lm * (tau - d)) * math.expm1(lm * d) / d
+            g1 = math.exp(lm * (tau - d)) * after[k]
             g = g1 / lm
         c = coef[k]
         v += c * g
@@ -908,7 +915,7 @@ def _vdd(t, coef, lam, start, dur, n_terms):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _terms(
-    i, o, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, coef, lam, start, dur
+    i, o, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, coef, lam, start, dur, after
 ):  # pragma: no cover
     """Fill the compact term list of patient i, output o; returns the number of terms."""
     n = 0
@@ -925,6 +932,7 @@ def _terms(
                     lam[n] = poles[i, p, s]
                     start[n] = ev_start[i, e]
                     dur[n] = ev_dur[e]
+                    after[n] = math.expm1(lam[n] * dur[n]) / dur[n] if dur[n] > 0.0 else 1.0
                     n += 1
     return n
 
@@ -934,12 +942,12 @@ def _refine(lo, hi, f_lo, f_hi, target, on_derivative, terms):  # pragma: no cov
     """Root in (lo, hi) of C(t) - target, or of C'(t) when `on_derivative`, given the values
     f_lo, f_hi of opposite signs at the ends: Newton steps kept inside a shrinking bracket,
     starting from the secant point; bisection whenever Newton would leave the bracket."""
-    coef, lam, start, dur, n_terms = terms
+    coef, lam, start, dur, after, n_terms = terms
     x = lo - f_lo * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)
     if not (lo < x < hi):
         x = 0.5 * (lo + hi)
     for _it in range(100):
-        v, d1, d2 = _vdd(x, coef, lam, start, dur, n_terms)
+        v, d1, d2 = _vdd(x, coef, lam, start, dur, after, n_terms)
         if on_derivative:
             f = d1
             fp = d2
@@ -1004,6 +1012,7 @@ def _summarize(
         t_lam = np.empty(max_terms)
         t_start = np.empty(max_terms)
         t_dur = np.empty(max_terms)
+        t_after = np.empty(max_terms)
         work = _workspace(poles.shape[1], poles.shape[2], n_out, max(n_near, n_far) + 1)
         for blk in range(sup * SUPER, min(n_blocks, (sup + 1) * SUPER)):
             _summarize_block(
@@ -1034,6 +1043,7 @@ def _summarize(
                 t_lam,
                 t_start,
                 t_dur,
+                t_after,
                 work,
             )
 
@@ -1067,6 +1077,7 @@ def _summarize_block(
     t_lam,
     t_start,
     t_dur,
+    t_after,
     work,
 ):  # pragma: no cover - compiled
     n_ev = ev_path.shape[0]
@@ -1111,8 +1122,17 @@ def _summarize_block(
             far,
             0,
             work,
+            True,
         )
         coarse[:, :, n_near + 1 :] = far[:, :, 1:]
+    w_lam = work[0]
+    w_z = work[3]
+    w_res = work[4]
+    n_modes = 0
+    for p in range(n_paths):
+        for s in range(m_slots):
+            if active[p, s]:
+                n_modes += 1
     for w in range(width):
         i = i0 + w
         for q in range(n_out):
@@ -1131,8 +1151,9 @@ def _summarize_block(
                 t_lam,
                 t_start,
                 t_dur,
+                t_after,
             )
-            terms = (t_coef, t_lam, t_start, t_dur, n_terms)
+            terms = (t_coef, t_lam, t_start, t_dur, t_after, n_terms)
             # ---- maximum: near the coarse maximum, between kinks (dose starts and ends)
             j = 0
             for k in range(n_coarse + 1):
@@ -1175,29 +1196,39 @@ def _summarize_block(
                 d_prev = d_right
             out[i, q, CMAX] = c_max
             out[i, q, TMAX] = t_max
-            # ---- AUC: analytic to infinity and to the horizon
+            # ---- AUC: analytic to infinity; to the horizon by subtracting the tail, which
+            # the modal states the grid left at the horizon give in closed form
             auc_inf = 0.0
-            auc_h = 0.0
             largest = 0.0
             for p in range(n_paths):
                 for s in range(m_slots):
                     if active[p, s]:
                         largest = max(largest, abs(residues[i, p, o, s]))
             slowest = 0.0
+            doses_done = True
             for e in range(n_ev):
                 p = ev_path[e]
                 amt = ev_amt[i, e]
                 if amt == 0.0:
                     continue
+                if ev_start[i, e] + ev_dur[e] > horizon:
+                    doses_done = False
                 for s in range(m_slots):
                     if active[p, s]:
                         r = residues[i, p, o, s]
                         lam = poles[i, p, s]
                         auc_inf += amt * r / (-lam)
-                        auc_h += amt * r * _g_integral(lam, horizon - ev_start[i, e], ev_dur[e])
                         # terminal half-life: the slowest mode the output carries
                         if abs(r) > 1e-12 * largest and (slowest == 0.0 or -lam < slowest):
                             slowest = -lam
+            if doses_done:
+                auc_h = auc_inf
+                for m in range(n_modes):
+                    auc_h += w_res[q, m, w] * w_z[m, w] / w_lam[m, w]
+            else:
+                auc_h = 0.0
+                for k in range(n_terms):
+                    auc_h += t_coef[k] * _g_integral(t_lam[k], horizon - t_start[k], t_dur[k])
             out[i, q, AUC_INF] = auc_inf
             out[i, q, AUC_HORIZON] = auc_h
             out[i, q, HALF_LIFE] = math.log(2.0) / slowest if slowest > 0.0 else np.nan
@@ -1284,8 +1315,16 @@ def grid_curves(
     n = modal.poles.shape[0]
     if out is None:
         out = np.empty((len(outputs), n, n_points))
-    else:
-        out = out[: len(outputs), :n, :n_points]
+    elif (
+        out.ndim != 3
+        or out.shape[0] != len(outputs)
+        or out.shape[1] < n
+        or out.shape[2] != n_points
+        or not out.flags.c_contiguous
+    ):
+        raise PKInputError("out", "the curve buffer must be C-contiguous (outputs, >= N, points)")
+    # The kernel fills rows 0..n-1 of the whole buffer: a sliced view would be a differently
+    # laid-out array and cost a fresh compilation.
     _grid(
         modal.poles,
         modal.residues,
@@ -1296,7 +1335,7 @@ def grid_curves(
         np.asarray(outputs, dtype=np.int64),
         out,
     )
-    return out
+    return out[:, :n, :]
 
 
 def summarize(
@@ -1440,8 +1479,9 @@ def expm_solve(
     starts = events.start_min[patient] if events.start_min.ndim == 2 else events.start_min
     amounts = events.amount_mg[patient] if events.amount_mg.ndim == 2 else events.amount_mg
     ends = starts + events.duration_min
+    if times.size and times.min() < 0:
+        raise PKInputError("times", "times count from the first dose and cannot be negative")
     breaks = np.unique(np.concatenate([starts, ends, times, [0.0]]))
-    breaks = breaks[breaks >= min(0.0, float(times.min(initial=0.0)))]
     x = np.zeros(n)
     t = float(breaks[0])
     result = np.zeros((N_OUTPUTS, times.shape[0]))
