@@ -206,3 +206,19 @@ def test_events_scaled_and_taken_keep_shapes():
     assert events.take(slice(0, 2)).amount_mg.shape == (2, 1)
     assert events.scaled(2.0).amount_mg.sum() == 6.0
     assert events.last_end_min == 40.0
+
+
+def test_horizon_inside_an_infusion_uses_the_closed_form_integral():
+    model, ind = _patients("ketamine", "iv", n=2)
+    doses = (Administration(0.0, 10.0), Administration(100.0, 35.0, 40.0))
+    events = model.events("iv", doses, ind)
+    modal = decompose(ind.system)
+    summary = summarize(modal, events, (0, 1), (20.0, 20.0), 120.0)
+    fine = np.arange(0.0, 120.0 + 1e-9, 0.005)
+    for o in range(2):
+        curves = evaluate(modal, events, fine, o)
+        for i in range(2):
+            assert summary[i, o, AUC_HORIZON] == pytest.approx(
+                np.trapezoid(curves[i], fine), rel=1e-6
+            )
+            assert summary[i, o, CMAX] == pytest.approx(curves[i].max(), rel=1e-6)
