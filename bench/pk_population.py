@@ -27,7 +27,13 @@ from scipy.integrate import solve_ivp
 
 from ketaflow.pharmacology.doses import plan_dose
 from ketaflow.pharmacology.models import MODELS, Covariates
-from ketaflow.pharmacology.population import PopulationSpec, iter_curves, simulate_summaries
+from ketaflow.pharmacology.population import (
+    CURVE_BLOCK,
+    RNG_BLOCK,
+    PopulationSpec,
+    iter_curves,
+    simulate_summaries,
+)
 from ketaflow.pharmacology.solve import (
     OUTPUT_METABOLITE,
     OUTPUT_PARENT,
@@ -199,6 +205,13 @@ def main() -> None:
     print(f"\nbest and median of {REPEATS} runs; ratios use the best")
     print("peak MB: resident memory above the level before the mode ran")
     print(f"process peak RSS (everything above, incl. Python and Numba): {max_rss_mb:.0f} MB")
+    big = 10 * n
+    _, big_wall, big_peak = _measure(lambda: full_curves(_spec(big)))
+    print(
+        f"memory bound: full curves for {big:,} patients in {big_wall:.2f} s, peak "
+        f"{big_peak / 2**20:.0f} MB above start (chunks of {RNG_BLOCK:,}, curves in blocks of "
+        f"{CURVE_BLOCK})"
+    )
     pct = summary.percentiles()["parent"]
     print(
         "ketamine Cmax ng/mL p5/p50/p95: " + " / ".join(f"{v:.1f}" for v in pct["cmax_ng_per_ml"])

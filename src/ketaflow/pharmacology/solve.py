@@ -1344,8 +1344,8 @@ def summarize(
     outputs: tuple[int, ...],
     thresholds_ng_per_ml: tuple[float, ...],
     horizon_min: float,
-    near_step_min: float = 5.0,
-    far_step_min: float = 30.0,
+    near_step_min: float = 10.0,
+    far_step_min: float = 60.0,
     near_span_min: float = 180.0,
 ) -> np.ndarray:
     """Per-patient summaries (N, len(outputs), 7), columns as in SUMMARY_FIELDS (minutes).
