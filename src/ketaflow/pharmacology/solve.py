@@ -166,7 +166,7 @@ def _jacobi_eigh(a, w, v):  # pragma: no cover - compiled
             diag += a[i, i] * a[i, i]
             for j in range(i + 1, n):
                 off += a[i, j] * a[i, j]
-        if off <= 1e-36 * diag:
+        if off <= 1e-32 * diag:  # off-diagonal below 1e-16 relative: converged
             break
         for p in range(n):
             for q in range(p + 1, n):
@@ -964,8 +964,9 @@ def _refine(lo, hi, f_lo, f_hi, target, on_derivative, terms):  # pragma: no cov
         x_new = x - f / fp if fp != 0.0 else 0.5 * (lo + hi)
         if not (lo < x_new < hi):
             x_new = 0.5 * (lo + hi)
-        # 1e-10 relative: far below a second, and Newton has converged quadratically by then
-        if abs(x_new - x) <= 1e-10 * max(1.0, abs(x)) or hi - lo <= 1e-10 * max(1.0, abs(x)):
+        # Newton converges quadratically: once a step is below 1e-8 relative the new point is
+        # good to about 1e-14; a bisection bracket below 1e-9 relative is far below a second
+        if abs(x_new - x) <= 1e-8 * max(1.0, abs(x)) or hi - lo <= 1e-9 * max(1.0, abs(x)):
             return x_new
         x = x_new
     return x
