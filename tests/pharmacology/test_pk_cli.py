@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 
+import numpy as np
 import typer
 from typer.testing import CliRunner
 
@@ -64,7 +67,7 @@ def test_bad_input_exits_2_with_one_line():
     assert "error: --weight:" in result.stderr
 
 
-def test_plot_html_is_written_and_png_refused(tmp_path):
+def test_plot_html_and_png_are_written(tmp_path):
     out = tmp_path / "curve.html"
     result = runner.invoke(app, [*BASE, "--patients", "100", "--plot", str(out)])
     assert result.exit_code == 0, result.output
@@ -72,6 +75,17 @@ def test_plot_html_is_written_and_png_refused(tmp_path):
     # self-contained: Plotly's JavaScript is inlined, no script is fetched from elsewhere
     assert "<script src=" not in html
     assert len(html) > 1_000_000
-    result = runner.invoke(app, [*BASE, "--plot", str(tmp_path / "curve.png")])
+    png = tmp_path / "curve.png"
+    result = runner.invoke(app, [*BASE, "--patients", "100", "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (900, 520)
+    raw = zlib.decompress(data[data.index(b"IDAT") + 4 : data.index(b"IEND") - 8])
+    assert len(raw) == height * (1 + width * 3)
+    pixels = np.frombuffer(raw, dtype=np.uint8).reshape(height, 1 + width * 3)[:, 1:]
+    assert (pixels != 255).any()  # something was drawn
+    result = runner.invoke(app, [*BASE, "--plot", str(tmp_path / "curve.svg")])
     assert result.exit_code == 2
     assert "error: --plot:" in result.stderr

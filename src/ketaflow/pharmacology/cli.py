@@ -92,11 +92,8 @@ def simulate_command(
 ) -> None:
     """Simulate a planned dose in virtual patients: median and 5th-95th percentiles of Cmax,
     Tmax, AUC, half-life and time above a threshold. Times count from the first dose."""
-    if plot is not None and plot.suffix.lower() != ".html":
-        raise _fail(
-            "plot",
-            "only .html plots can be written: PNG export needs kaleido, which is not installed",
-        )
+    if plot is not None and plot.suffix.lower() not in (".html", ".png"):
+        raise _fail("plot", "the plot file must end in .html (interactive) or .png")
     err = Console(stderr=True)
     try:
         if patients >= PROGRESS_FROM_PATIENTS:
@@ -124,7 +121,7 @@ def simulate_command(
         else:
             report = simulate(drug, route, dose, weight, duration, patients, seed, threshold, age)
         if plot is not None:
-            write_plot_html(plot, drug, route, dose, weight, duration, patients, seed, age, report)
+            write_plot(plot, drug, route, dose, weight, duration, patients, seed, age, report)
     except PKInputError as exc:
         raise _fail(exc.parameter, str(exc)) from exc
     if json_output:
@@ -139,14 +136,12 @@ def simulate_command(
         out.print(f"[yellow]warning:[/yellow] {warning}")
 
 
-def write_plot_html(
+def write_plot(
     path: Path, drug, route, dose, weight, duration, patients, seed, age, report: dict
 ) -> None:
-    """Median and 5th-95th percentile curves of the drug and its metabolite over 24 h, as a
-    self-contained Plotly HTML file (Plotly's JavaScript inlined, no CDN)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
+    """Median and 5th-95th percentile curves of the drug and its metabolite over 24 h: a
+    self-contained Plotly HTML file (Plotly's JavaScript inlined, no CDN) or a PNG drawn
+    without a plotting dependency (kaleido, Plotly's image exporter, is not installed)."""
     from ketaflow.pharmacology.doses import plan_dose
     from ketaflow.pharmacology.models import model_for
     from ketaflow.pharmacology.population import PopulationSpec, curve_bands
@@ -166,6 +161,15 @@ def write_plot_html(
     times, bands = curve_bands(spec, (OUTPUT_PARENT, OUTPUT_METABOLITE), 2.0, 1440.0)
     hours = times / 60.0
     names = (drug, report["metabolite"]["name"])
+    if path.suffix.lower() == ".png":
+        from ketaflow.pharmacology.png import write_png
+
+        series = [(name, *bands[row]) for row, name in enumerate(names)]
+        write_png(path, hours, series, f"{drug} {route} {report['dose']}, {weight:g} KG")
+        return
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=names)
     for row, name in enumerate(names):
         p5, p50, p95 = bands[row]
