@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from ketaflow import __version__
+from ketaflow.core.access_log import install_access_log_redaction
 from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database
 from ketaflow.core.problems import install_problem_handlers
@@ -58,6 +59,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.db = database
+    install_access_log_redaction()
     app.state.clock = clock
     app.state.clinic = load_clinic_config(settings)
     install_problem_handlers(app)
@@ -82,14 +84,3 @@ def create_app(
         return RedirectResponse("/docs")
 
     return app
-
-
-class DropQueryStrings(logging.Filter):
-    """Access logs must not carry PHI: a search's query string can hold a name or a birth date."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) >= 3:
-            args = list(record.args)
-            args[2] = str(args[2]).split("?", 1)[0]
-            record.args = tuple(args)
-        return True

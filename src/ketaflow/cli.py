@@ -91,14 +91,11 @@ def serve(
 
 
 def run_server(host: str, port: int) -> None:
-    import logging
-
     import uvicorn
 
-    from ketaflow.app import DropQueryStrings, create_app
+    from ketaflow.app import create_app
 
     config = uvicorn.Config(create_app(), host=host, port=port, log_level="info")
-    logging.getLogger("uvicorn.access").addFilter(DropQueryStrings())
     uvicorn.Server(config).run()
 
 

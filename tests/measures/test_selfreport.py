@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from ketaflow.core.access_log import RedactAccessLog
 from ketaflow.measures.tables import Assessment, QuestionnaireLink
-from ketaflow.web.questionnaire import RedactQuestionnaireTokens
 from measures.measures_builders import add_course, audit_events, phq9, register_patient
 
 DAY = timedelta(days=1)
@@ -297,13 +297,10 @@ def test_access_log_filter_masks_the_token():
         ("127.0.0.1:5555", "GET", "/q/SECRET-token", "1.1", 200),
         None,
     )
-    assert RedactQuestionnaireTokens().filter(record)
+    assert RedactAccessLog().filter(record)
     assert "SECRET" not in record.getMessage()
     assert "/q/[token]" in record.getMessage()
-    assert any(
-        isinstance(f, RedactQuestionnaireTokens)
-        for f in logging.getLogger("uvicorn.access").filters
-    )
+    assert any(isinstance(f, RedactAccessLog) for f in logging.getLogger("uvicorn.access").filters)
 
 
 @pytest.mark.browser

@@ -3,13 +3,12 @@
 The token in the path is the only credential (SHA-256 stored, single use), so the page is safe
 from cross-site request forgery by construction: a forged POST would have to know the token. The
 answers are saved by `measures.service.submit_link`, which marks the link used in the same
-transaction. The token must never reach a log: the access-log filter below masks it, responses
-forbid caching and referrers, and the audit log records the link's id only.
+transaction. The token must never reach a log: `core.access_log` masks it in access-log lines,
+responses forbid caching and referrers, and the audit log records the link's id only.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +27,6 @@ from ketaflow.web import templates
 
 router = APIRouter(include_in_schema=False)
 
-QUESTIONNAIRE_PATH_PREFIX = "/q/"
 # Shown on every patient page. A clinic outside the US changes it here.
 CRISIS_TEXT = (
     "If you are in danger or thinking about harming yourself, call or text 988 (Suicide & "
@@ -66,29 +64,6 @@ UNAVAILABLE = {
     ),
     "scheduled": ("Not open yet", "This questionnaire is not open yet."),
 }
-
-
-class RedactQuestionnaireTokens(logging.Filter):
-    """Masks the token in uvicorn's access log lines for /q/<token>."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) >= 3:
-            path = str(record.args[2])
-            if path.startswith(QUESTIONNAIRE_PATH_PREFIX):
-                args = list(record.args)
-                args[2] = QUESTIONNAIRE_PATH_PREFIX + "[token]"
-                record.args = tuple(args)
-        return True
-
-
-def install_log_redaction(logger_name: str = "uvicorn.access") -> None:
-    """Idempotent; uvicorn's logging setup keeps existing filters."""
-    logger = logging.getLogger(logger_name)
-    if not any(isinstance(f, RedactQuestionnaireTokens) for f in logger.filters):
-        logger.addFilter(RedactQuestionnaireTokens())
-
-
-install_log_redaction()
 
 
 @dataclass(frozen=True)
