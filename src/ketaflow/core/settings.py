@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ketaflow.core.timezones import TimeZoneName
 
 
 class Settings(BaseSettings):
@@ -14,7 +15,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./ketaflow.db"
     clinic_name: str = "ketaflow clinic"
-    clinic_timezone: str = "America/New_York"
+    clinic_timezone: TimeZoneName = "America/New_York"
 
     # Bearer tokens for programs; short-lived because they carry access to patient data.
     token_ttl_minutes: int = Field(default=120, ge=1, le=24 * 60)
@@ -41,15 +42,6 @@ class Settings(BaseSettings):
 
     # SQLite waits this long for a competing writer before giving up.
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
-
-    @field_validator("clinic_timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
 
 @lru_cache

@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ketaflow.core.timezones import TimeZoneName
 from ketaflow.treatment.errors import Reason, RuleViolation
 from ketaflow.treatment.protocols import Protocol
 from ketaflow.treatment.rules import DosingSession, SessionState
@@ -54,18 +55,9 @@ class OpeningHours(_Value):
     """The clinic's week in its own time zone: weekday (0 = Monday) -> (open, close). A
     weekday not listed, or a date in `closed_dates`, is closed."""
 
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     weekly: dict[int, tuple[time, time]]
     closed_dates: frozenset[date] = frozenset()
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @model_validator(mode="after")
     def _hours(self) -> OpeningHours:
