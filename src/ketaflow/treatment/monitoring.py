@@ -57,13 +57,9 @@ class _Value(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Reading(_Value):
-    """One time point. Field names are the `Measure` values, so `reading.value(measure)`
-    works for every measure."""
+class ReadingValues(_Value):
+    """What a clinician enters for one time point; field names are the `Measure` values."""
 
-    id: str = Field(min_length=1, max_length=64)
-    taken_at: datetime
-    recorded_by: str = Field(min_length=1, max_length=64)
     systolic_mmhg: int | None = None
     diastolic_mmhg: int | None = None
     heart_rate_bpm: int | None = None
@@ -74,6 +70,14 @@ class Reading(_Value):
     note: str | None = Field(default=None, max_length=500)
     # The voided reading this one corrects, if any.
     corrects_reading_id: str | None = None
+
+
+class Reading(ReadingValues):
+    """One time point as stored, so `reading.value(measure)` works for every measure."""
+
+    id: str = Field(min_length=1, max_length=64)
+    taken_at: datetime
+    recorded_by: str = Field(min_length=1, max_length=64)
     voided_at: datetime | None = None
     voided_by: str | None = None
     void_reason: str | None = None

@@ -17,6 +17,7 @@ from ketaflow.treatment.monitoring import (
     AdverseEventKind,
     AdverseEventOutcome,
     AdverseEventSeverity,
+    ReadingValues,
 )
 from ketaflow.treatment.protocols import ProtocolId
 from ketaflow.treatment.rules import ConcomitantClass, StopReason
@@ -157,17 +158,11 @@ class TitrateIn(_Versioned):
     reason: Reason
 
 
-class ReadingIn(_Versioned):
+class ReadingIn(ReadingValues):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+    version: int = Field(ge=1, description="the version you read; a stale one gets 409")
     taken_at: datetime | None = Field(default=None, description="defaults to now")
-    systolic_mmhg: int | None = None
-    diastolic_mmhg: int | None = None
-    heart_rate_bpm: int | None = None
-    spo2_percent: int | None = None
-    respiratory_rate_per_min: int | None = None
-    moaa_s: int | None = None
-    cadss6: int | None = None
-    note: str | None = Field(default=None, max_length=500)
-    corrects_reading_id: str | None = None
 
 
 class VoidIn(_Versioned):
