@@ -337,3 +337,47 @@ def test_worklist_shows_the_day(api, first_session, clinic_clock):
     assert any(a["session_id"] == session["session"]["id"] for a in worklist["open_alarms"])
     assert "dosing" in worklist["counts_by_state"]
     assert api("auditor").get("/api/v1/worklists/today").status_code == 403
+
+
+def test_recent_suicidality_answers_reach_the_pre_dose_checks(api, first_session, clinic_clock):
+    pid, _, session = first_session
+    nurse = api("nurse")
+    phq9 = {str(i): 1 for i in range(1, 9)} | {"9": 2}
+    ok(
+        nurse.post(
+            f"/api/v1/patients/{pid}/assessments", json={"instrument": "PHQ-9", "answers": phq9}
+        ),
+        201,
+    )
+    session = act(nurse, session, "readings", BASELINE, status=201)
+    shown = act(nurse, session, "pre-dose-checks", READY)
+    results = shown["document"]["check_runs"][-1]["results"]
+    phq = [r for r in results if "phq9" in r["rule_id"]]
+    assert phq and not phq[0]["passed"]  # shown to the clinician...
+    assert shown["session"]["state"] == "cleared"  # ...but item 9 alone does not block
+
+
+def test_high_cssrs_risk_defers_until_a_prescriber_overrides(api, first_session):
+    pid, _, session = first_session
+    nurse = api("nurse")
+    high_risk = {"1": 1, "2": 1, "3": 1, "4": 1, "5": 1, "6": 0}  # Columbia triage: high
+    ok(
+        nurse.post(
+            f"/api/v1/patients/{pid}/assessments",
+            json={"instrument": "C-SSRS", "answers": high_risk},
+        ),
+        201,
+    )
+    session = act(nurse, session, "readings", BASELINE, status=201)
+    session = act(nurse, session, "pre-dose-checks", READY)
+    assert session["session"]["state"] == "deferred"
+    blocking = [r["rule_id"] for r in session["deferred_reasons"]]
+    assert any("cssrs" in rule for rule in blocking), blocking
+    for rule_id in blocking:
+        session = act(
+            api("prescriber"),
+            session,
+            "overrides",
+            {"rule_id": rule_id, "reason": "acute safety assessment done; plan agreed"},
+        )
+    assert session["session"]["state"] == "cleared"

@@ -58,6 +58,11 @@ def load_clinic_config(settings: Settings, path: str | Path | None = None) -> Cl
         config = ClinicConfig(opening_hours=OpeningHours(**hours), **raw)
         for protocol_id in config.protocol_overrides:
             config.protocol(protocol_id)  # validates every override now, not at first use
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"clinic configuration: protocol_overrides: {exc.detail}",
+            field_name="clinic_config_file",
+        ) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
