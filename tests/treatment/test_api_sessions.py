@@ -381,3 +381,23 @@ def test_high_cssrs_risk_defers_until_a_prescriber_overrides(api, first_session)
             {"rule_id": rule_id, "reason": "acute safety assessment done; plan agreed"},
         )
     assert session["session"]["state"] == "cleared"
+
+
+def test_observation_advice_sits_beside_the_protocol_minimum(api, first_session, clinic_clock):
+    _, _, session = first_session
+    nurse = api("nurse")
+    url = f"/api/v1/sessions/{session['session']['id']}/observation-advice"
+    assert nurse.get(url).status_code == 409  # no dose yet
+    session = _dosing(api, session, clinic_clock)
+    clinic_clock.advance(minutes=40)
+    act(nurse, session, "dose/end")
+    advice = ok(nurse.get(url))
+    started = datetime.fromisoformat(advice["dose_started_at"])
+    dissociation_ends = datetime.fromisoformat(advice["end_of_dissociation_at"])
+    suggested = datetime.fromisoformat(advice["suggested_earliest_discharge_at"])
+    # Olofsen 2022 effect site: dissociation outlasts a 40-minute infusion, by well under 2 h.
+    assert started + timedelta(minutes=40) < dissociation_ends < started + timedelta(hours=2)
+    assert suggested >= dissociation_ends
+    assert advice["protocol_minimum_ends_at"]
+    assert advice["concentrations"] and advice["citation"] and "never" in advice["note"]
+    assert api("auditor").get(url).status_code == 403

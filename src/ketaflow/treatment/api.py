@@ -158,6 +158,13 @@ def get_session(session_id: str, actor: ActorDep, db: DbDep, clock: ClockDep) ->
     return _out(service.get_session(db, actor, session_id), clock)
 
 
+@router.get("/sessions/{session_id}/observation-advice")
+def observation_advice(session_id: str, actor: ActorDep, db: DbDep) -> dict:
+    """The PK engine's predicted end of dissociation and a suggested earliest discharge for
+    this patient and dose, beside the protocol's minimum: advice only."""
+    return jsonable_encoder(service.observation_advice(db, actor, session_id))
+
+
 @router.post("/sessions/{session_id}/reschedule", response_model=s.SessionOut)
 def reschedule(
     session_id: str,

@@ -20,7 +20,9 @@ from ketaflow.core.db import Database, new_id
 from ketaflow.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Reason, StaleVersion
 from ketaflow.patients import screening_service
 from ketaflow.patients import service as patients
+from ketaflow.patients.rules import age_on
 from ketaflow.patients.tables import Patient, Screening
+from ketaflow.pharmacology import clinical as pk
 from ketaflow.security import audit
 from ketaflow.security import service as security
 from ketaflow.security.permissions import (
@@ -1432,6 +1434,78 @@ def list_home_doses(db: Database, actor: Actor, course_id: str) -> list[HomeDose
         )
         audit.record(session, actor, "home_dose.list", "course", course_id, patient_id=patient_id)
         return rows
+
+
+@dataclass(frozen=True)
+class ObservationAdvice:
+    """The PK engine's advice for a dose given, next to the protocol's fixed minimum."""
+
+    dose_started_at: datetime
+    protocol_minimum_ends_at: datetime | None
+    end_of_dissociation_at: datetime
+    end_of_dissociation_p95_at: datetime
+    suggested_earliest_discharge_at: datetime
+    model: str
+    citation: str
+    concentrations: str
+    warnings: tuple[str, ...]
+    note: str
+
+
+def observation_advice(db: Database, actor: Actor, session_id: str) -> ObservationAdvice:
+    """When dissociation is predicted to end for this patient and dose (Olofsen 2022 effect
+    site), and a suggested earliest discharge: advice shown beside the protocol's minimum,
+    never a replacement for it."""
+    patient_id = _authorize_on_session(db, actor, COURSE_READ, session_id)
+    with db.transaction() as session:
+        row = load_session_row(session, session_id)
+        course = load_course(session, row.course_id)
+        document = document_of(row)
+        if document.dose is None or document.dose_started_at is None:
+            raise RuleViolation(
+                "no_dose_yet",
+                [Reason("advice.no_dose", "observation advice follows a dose that has started")],
+            )
+        patient = patients.load_patient(session, patient_id)
+        latest = patients.latest_measurement(session, patient_id)
+        audit.record(
+            session,
+            actor,
+            "session.observation_advice",
+            "dosing_session",
+            session_id,
+            patient_id=patient_id,
+        )
+    if latest is None:
+        raise RuleViolation(
+            "weight_missing",
+            [Reason("advice.weight_missing", "the prediction needs the patient's weight")],
+        )
+    protocol = course_protocol(course)
+    started = document.dose_started_at
+    advice = pk.observation_advice(
+        course.drug,
+        course.route,
+        None if document.dose.device_count else float(document.dose.dose_mg),
+        latest.weight_kg,
+        devices=document.dose.device_count,
+        duration_min=float(protocol.administration_minutes),
+        age_years=float(age_on(patient.birth_date, started.date())),
+    )
+    status = rules.session_status(document, protocol, now=started)
+    return ObservationAdvice(
+        dose_started_at=started,
+        protocol_minimum_ends_at=status.observation_ends_at,
+        end_of_dissociation_at=started + timedelta(minutes=advice.end_of_dissociation_min),
+        end_of_dissociation_p95_at=started + timedelta(minutes=advice.end_of_dissociation_p95_min),
+        suggested_earliest_discharge_at=started
+        + timedelta(minutes=advice.suggested_earliest_discharge_min),
+        model=advice.model.title,
+        citation=advice.model.citation,
+        concentrations=advice.concentrations,
+        warnings=tuple(advice.warnings),
+        note=advice.note,
+    )
 
 
 def sessions_between(
