@@ -473,16 +473,16 @@ def decompose(system: SystemArrays) -> ModalSystem:
     poles = np.empty((n, n_paths, m_slots))
     residues = np.empty((n, n_paths, N_OUTPUTS, m_slots))
     _decompose(
-        np.ascontiguousarray(system.parent_volume, dtype=np.float64),
-        np.ascontiguousarray(system.parent_flow, dtype=np.float64),
-        np.ascontiguousarray(system.parent_clearance, dtype=np.float64),
-        np.ascontiguousarray(system.parent_formation, dtype=np.float64),
-        np.ascontiguousarray(system.metabolite_volume, dtype=np.float64),
-        np.ascontiguousarray(system.metabolite_flow, dtype=np.float64),
-        np.ascontiguousarray(system.metabolite_clearance, dtype=np.float64),
-        np.ascontiguousarray(system.path_block, dtype=np.int64),
-        np.ascontiguousarray(system.path_compartment, dtype=np.int64),
-        np.ascontiguousarray(system.path_ka, dtype=np.float64),
+        _plain(system.parent_volume, np.float64),
+        _plain(system.parent_flow, np.float64),
+        _plain(system.parent_clearance, np.float64),
+        _plain(system.parent_formation, np.float64),
+        _plain(system.metabolite_volume, np.float64),
+        _plain(system.metabolite_flow, np.float64),
+        _plain(system.metabolite_clearance, np.float64),
+        _plain(system.path_block, np.int64),
+        _plain(system.path_compartment, np.int64),
+        _plain(system.path_ka, np.float64),
         float(system.ke0_per_min),
         float(system.effect_scale),
         poles,
@@ -605,15 +605,12 @@ def _grid_block(
     out,
     row0,
     work,
-    resume=False,
 ):  # pragma: no cover - compiled
     """Curves of patients i0 .. i0 + width - 1 (width <= LANES) on t0 + k dt, written to
     out[q, row0 + w, k]. Every modal state is carried forward by multiplication: one exp per
     mode, then a multiply-add per mode and step, with the patient index innermost so each one
     is a vector instruction. Steps that a dose starts or ends inside get their exact partial
-    term (closed form). Work arrays come from `_workspace` (reused across blocks). With
-    `resume`, the modal states left in `work` by the previous call for the same patients are
-    the states at t0 (the previous grid's last point), so they are not recomputed."""
+    term (closed form). Work arrays come from `_workspace` (reused across blocks)."""
     n_paths = poles.shape[1]
     m_slots = poles.shape[2]
     n_points = out.shape[2]
@@ -625,12 +622,11 @@ def _grid_block(
             if active[p, s]:
                 n_modes += 1
     lam, mult, incr, z, res, rate, rate_seg, partial, special, mode_path, mode_slot, cvec = work
-    if not resume:
-        lam[:, :] = 1.0
-        mult[:, :] = 0.0
-        incr[:, :] = 0.0
-        z[:, :] = 0.0
-        res[:, :, :] = 0.0
+    lam[:, :] = 1.0
+    mult[:, :] = 0.0
+    incr[:, :] = 0.0
+    z[:, :] = 0.0
+    res[:, :, :] = 0.0
     special[: n_points + 1] = False
     k = 0
     for p in range(n_paths):
@@ -648,8 +644,6 @@ def _grid_block(
             lam[m, w] = lm
             mult[m, w] = math.exp(lm * dt)
             incr[m, w] = math.expm1(lm * dt) / lm
-            if resume:
-                continue
             for q in range(n_out):
                 res[q, m, w] = residues[i, p, outputs[q], s]
             acc = 0.0
@@ -984,29 +978,16 @@ def _summarize(
     outputs,
     thresholds,
     horizon,
-    dt_near,
-    n_near,
-    dt_far,
-    n_far,
+    tc,
+    coarse,
     out,
 ):  # pragma: no cover - compiled
+    """Per-patient summaries from the closed form; `coarse[q, i, k]` are the curves at the
+    bracketing times tc[k] (from `_grid`)."""
     n = poles.shape[0]
     n_ev = ev_path.shape[0]
-    n_out = outputs.shape[0]
-    # bracketing samples: every dt_near while doses act, every dt_far afterwards
-    n_coarse = n_near + n_far
-    t_split = n_near * dt_near
-    tc = np.empty(n_coarse + 1)
-    for k in range(n_near + 1):
-        tc[k] = k * dt_near
-    for k in range(1, n_far + 1):
-        tc[n_near + k] = t_split + k * dt_far
-    tc[n_coarse] = horizon
-    n_blocks = (n + LANES - 1) // LANES
-    for sup in prange((n_blocks + SUPER - 1) // SUPER):
-        coarse = np.empty((n_out, LANES, n_coarse + 1))
-        near = np.empty((n_out, LANES, n_near + 1))
-        far = np.empty((n_out, LANES, n_far + 1))
+    block = 256  # patients per task: work arrays allocated once per task
+    for blk in prange((n + block - 1) // block):
         breaks = np.empty(2 * n_ev + 2)
         max_terms = n_ev * poles.shape[2]
         t_coef = np.empty(max_terms)
@@ -1014,11 +995,9 @@ def _summarize(
         t_start = np.empty(max_terms)
         t_dur = np.empty(max_terms)
         t_after = np.empty(max_terms)
-        work = _workspace(poles.shape[1], poles.shape[2], n_out, max(n_near, n_far) + 1)
-        for blk in range(sup * SUPER, min(n_blocks, (sup + 1) * SUPER)):
-            _summarize_block(
-                blk,
-                n,
+        for i in range(blk * block, min(n, (blk + 1) * block)):
+            _summarize_one(
+                i,
                 poles,
                 residues,
                 active,
@@ -1029,30 +1008,21 @@ def _summarize(
                 outputs,
                 thresholds,
                 horizon,
-                dt_near,
-                n_near,
-                dt_far,
-                n_far,
-                t_split,
                 tc,
-                out,
                 coarse,
-                near,
-                far,
+                out,
                 breaks,
                 t_coef,
                 t_lam,
                 t_start,
                 t_dur,
                 t_after,
-                work,
             )
 
 
 @njit(cache=True)
-def _summarize_block(
-    blk,
-    n,
+def _summarize_one(
+    i,
     poles,
     residues,
     active,
@@ -1063,53 +1033,26 @@ def _summarize_block(
     outputs,
     thresholds,
     horizon,
-    dt_near,
-    n_near,
-    dt_far,
-    n_far,
-    t_split,
     tc,
-    out,
     coarse,
-    near,
-    far,
+    out,
     breaks,
     t_coef,
     t_lam,
     t_start,
     t_dur,
     t_after,
-    work,
 ):  # pragma: no cover - compiled
     n_ev = ev_path.shape[0]
     n_paths = poles.shape[1]
     m_slots = poles.shape[2]
     n_out = outputs.shape[0]
-    n_coarse = n_near + n_far
-    i0 = blk * LANES
-    width = min(LANES, n - i0)
-    _grid_block(
-        i0,
-        width,
-        poles,
-        residues,
-        active,
-        ev_path,
-        ev_start,
-        ev_dur,
-        ev_amt,
-        0.0,
-        dt_near,
-        outputs,
-        near,
-        0,
-        work,
-    )
-    coarse[:, :, : n_near + 1] = near
-    if n_far > 0:
-        _grid_block(
-            i0,
-            width,
+    n_coarse = tc.shape[0] - 1
+    for q in range(n_out):
+        o = outputs[q]
+        n_terms = _terms(
+            i,
+            o,
             poles,
             residues,
             active,
@@ -1117,173 +1060,154 @@ def _summarize_block(
             ev_start,
             ev_dur,
             ev_amt,
-            t_split,
-            dt_far,
-            outputs,
-            far,
-            0,
-            work,
-            True,
+            t_coef,
+            t_lam,
+            t_start,
+            t_dur,
+            t_after,
         )
-        coarse[:, :, n_near + 1 :] = far[:, :, 1:]
-    w_lam = work[0]
-    w_z = work[3]
-    w_res = work[4]
-    n_modes = 0
-    for p in range(n_paths):
-        for s in range(m_slots):
-            if active[p, s]:
-                n_modes += 1
-    for w in range(width):
-        i = i0 + w
-        for q in range(n_out):
-            o = outputs[q]
-            n_terms = _terms(
-                i,
-                o,
-                poles,
-                residues,
-                active,
-                ev_path,
-                ev_start,
-                ev_dur,
-                ev_amt,
-                t_coef,
-                t_lam,
-                t_start,
-                t_dur,
-                t_after,
-            )
-            terms = (t_coef, t_lam, t_start, t_dur, t_after, n_terms)
-            # ---- maximum: near the coarse maximum, between kinks (dose starts and ends)
-            j = 0
-            for k in range(n_coarse + 1):
-                if coarse[q, w, k] > coarse[q, w, j]:
-                    j = k
-            lo = tc[max(0, j - 1)]
-            hi = tc[min(n_coarse, j + 1)]
-            nb = 0
-            breaks[nb] = lo
-            nb += 1
-            for e in range(n_ev):
-                for edge in (ev_start[i, e], ev_start[i, e] + ev_dur[e]):
-                    if lo < edge < hi:
-                        breaks[nb] = edge
-                        nb += 1
-            breaks[nb] = hi
-            nb += 1
-            breaks[:nb].sort()
-            c_max = -1.0
-            t_max = 0.0
-            d_prev = 0.0
-            for b in range(nb):
-                c, d_right, _ = _vdd(breaks[b], *terms)
-                if c > c_max:
-                    c_max = c
-                    t_max = breaks[b]
-                # an interior maximum of (breaks[b-1], breaks[b]) needs C' > 0 just after the
-                # left end and C' < 0 just before the right end (one-sided at kinks)
-                if b > 0 and d_prev > 0.0:
-                    a_t = breaks[b - 1]
-                    b_t = breaks[b]
-                    if b_t - a_t > 1e-9:
-                        d_b = _vdd(b_t - 1e-9 * (b_t - a_t), *terms)[1]
-                        if d_b < 0.0:
-                            x = _refine(a_t, b_t, d_prev, d_b, 0.0, True, terms)
-                            cx = _vdd(x, *terms)[0]
-                            if cx > c_max:
-                                c_max = cx
-                                t_max = x
-                d_prev = d_right
-            out[i, q, CMAX] = c_max
-            out[i, q, TMAX] = t_max
-            # ---- AUC: analytic to infinity; to the horizon by subtracting the tail, which
-            # the modal states the grid left at the horizon give in closed form
-            auc_inf = 0.0
-            largest = 0.0
-            for p in range(n_paths):
-                for s in range(m_slots):
-                    if active[p, s]:
-                        largest = max(largest, abs(residues[i, p, o, s]))
-            slowest = 0.0
-            doses_done = True
-            for e in range(n_ev):
-                p = ev_path[e]
-                amt = ev_amt[i, e]
-                if amt == 0.0:
-                    continue
-                if ev_start[i, e] + ev_dur[e] > horizon:
-                    doses_done = False
-                for s in range(m_slots):
-                    if active[p, s]:
-                        r = residues[i, p, o, s]
-                        lam = poles[i, p, s]
-                        auc_inf += amt * r / (-lam)
-                        # terminal half-life: the slowest mode the output carries
-                        if abs(r) > 1e-12 * largest and (slowest == 0.0 or -lam < slowest):
-                            slowest = -lam
-            if doses_done:
-                auc_h = auc_inf
-                for m in range(n_modes):
-                    auc_h += w_res[q, m, w] * w_z[m, w] / w_lam[m, w]
-            else:
-                auc_h = 0.0
-                for k in range(n_terms):
-                    auc_h += t_coef[k] * _g_integral(t_lam[k], horizon - t_start[k], t_dur[k])
-            out[i, q, AUC_INF] = auc_inf
-            out[i, q, AUC_HORIZON] = auc_h
-            out[i, q, HALF_LIFE] = math.log(2.0) / slowest if slowest > 0.0 else np.nan
-            # ---- threshold: crossings bracketed on the coarse grid plus the exact maximum
-            thr = thresholds[q]
-            above = coarse[q, w, 0] > thr
-            time_above = 0.0
-            since = 0.0
-            last_down = 0.0
-            prev_t = 0.0
-            prev_c = coarse[q, w, 0]
-            inserted = False
-            k = 1
-            while k <= n_coarse:
-                if not inserted and prev_t < t_max < tc[k]:
-                    cur_t = t_max
-                    cur_c = c_max
-                    inserted = True
+        terms = (t_coef, t_lam, t_start, t_dur, t_after, n_terms)
+        # ---- maximum: near the coarse maximum, between kinks (dose starts and ends)
+        j = 0
+        for k in range(n_coarse + 1):
+            if coarse[q, i, k] > coarse[q, i, j]:
+                j = k
+        lo = tc[max(0, j - 1)]
+        hi = tc[min(n_coarse, j + 1)]
+        nb = 0
+        breaks[nb] = lo
+        nb += 1
+        for e in range(n_ev):
+            for edge in (ev_start[i, e], ev_start[i, e] + ev_dur[e]):
+                if lo < edge < hi:
+                    breaks[nb] = edge
+                    nb += 1
+        breaks[nb] = hi
+        nb += 1
+        breaks[:nb].sort()
+        c_max = -1.0
+        t_max = 0.0
+        d_prev = 0.0
+        for b in range(nb):
+            c, d_right, _ = _vdd(breaks[b], *terms)
+            if c > c_max:
+                c_max = c
+                t_max = breaks[b]
+            # an interior maximum of (breaks[b-1], breaks[b]) needs C' > 0 just after the
+            # left end and C' < 0 just before the right end (one-sided at kinks)
+            if b > 0 and d_prev > 0.0:
+                a_t = breaks[b - 1]
+                b_t = breaks[b]
+                if b_t - a_t > 1e-9:
+                    d_b = _vdd(b_t - 1e-9 * (b_t - a_t), *terms)[1]
+                    if d_b < 0.0:
+                        x = _refine(a_t, b_t, d_prev, d_b, 0.0, True, terms)
+                        cx = _vdd(x, *terms)[0]
+                        if cx > c_max:
+                            c_max = cx
+                            t_max = x
+            d_prev = d_right
+        out[i, q, CMAX] = c_max
+        out[i, q, TMAX] = t_max
+        # ---- AUC: analytic to infinity; to the horizon by subtracting the tail, which
+        # the modal states the grid left at the horizon give in closed form
+        auc_inf = 0.0
+        largest = 0.0
+        for p in range(n_paths):
+            for s in range(m_slots):
+                if active[p, s]:
+                    largest = max(largest, abs(residues[i, p, o, s]))
+        slowest = 0.0
+        doses_done = True
+        for e in range(n_ev):
+            p = ev_path[e]
+            amt = ev_amt[i, e]
+            if amt == 0.0:
+                continue
+            if ev_start[i, e] + ev_dur[e] > horizon:
+                doses_done = False
+            for s in range(m_slots):
+                if active[p, s]:
+                    r = residues[i, p, o, s]
+                    lam = poles[i, p, s]
+                    auc_inf += amt * r / (-lam)
+                    # terminal half-life: the slowest mode the output carries
+                    if abs(r) > 1e-12 * largest and (slowest == 0.0 or -lam < slowest):
+                        slowest = -lam
+        auc_h = 0.0
+        if doses_done:
+            auc_h = auc_inf
+            for k in range(n_terms):
+                # tail beyond the horizon of a finished dose: (C's part) / -pole
+                tau = horizon - t_start[k]
+                d = t_dur[k]
+                lm = t_lam[k]
+                if d <= 0.0:
+                    auc_h += t_coef[k] * math.exp(lm * tau) / lm
                 else:
-                    cur_t = tc[k]
-                    cur_c = coarse[q, w, k]
-                    k += 1
-                now_above = cur_c > thr
-                if now_above != above:
-                    x = _refine(prev_t, cur_t, prev_c - thr, cur_c - thr, thr, False, terms)
-                    if now_above:
-                        since = x
-                    else:
-                        time_above += x - since
-                        last_down = x
-                    above = now_above
-                prev_t = cur_t
-                prev_c = cur_c
-            if above:
-                time_above += horizon - since
-                last_down = np.nan
-            out[i, q, TIME_ABOVE] = time_above
-            out[i, q, TIME_TO_BELOW] = last_down
+                    auc_h += t_coef[k] * math.exp(lm * (tau - d)) * t_after[k] / (lm * lm)
+        else:
+            for k in range(n_terms):
+                auc_h += t_coef[k] * _g_integral(t_lam[k], horizon - t_start[k], t_dur[k])
+        out[i, q, AUC_INF] = auc_inf
+        out[i, q, AUC_HORIZON] = auc_h
+        out[i, q, HALF_LIFE] = math.log(2.0) / slowest if slowest > 0.0 else np.nan
+        # ---- threshold: crossings bracketed on the coarse grid plus the exact maximum
+        thr = thresholds[q]
+        above = coarse[q, i, 0] > thr
+        time_above = 0.0
+        since = 0.0
+        last_down = 0.0
+        prev_t = 0.0
+        prev_c = coarse[q, i, 0]
+        inserted = False
+        k = 1
+        while k <= n_coarse:
+            if not inserted and prev_t < t_max < tc[k]:
+                cur_t = t_max
+                cur_c = c_max
+                inserted = True
+            else:
+                cur_t = tc[k]
+                cur_c = coarse[q, i, k]
+                k += 1
+            now_above = cur_c > thr
+            if now_above != above:
+                x = _refine(prev_t, cur_t, prev_c - thr, cur_c - thr, thr, False, terms)
+                if now_above:
+                    since = x
+                else:
+                    time_above += x - since
+                    last_down = x
+                above = now_above
+            prev_t = cur_t
+            prev_c = cur_c
+        if above:
+            time_above += horizon - since
+            last_down = np.nan
+        out[i, q, TIME_ABOVE] = time_above
+        out[i, q, TIME_TO_BELOW] = last_down
 
 
 # ----------------------------------------------------------------------------------------------
 # Python entry points
 
 
+def _plain(array, dtype, shape=None) -> np.ndarray:
+    """C-contiguous and writeable: one array type for the kernels, so Numba compiles each
+    kernel once (a read-only or strided view would be a new type and a new compilation)."""
+    if shape is not None:
+        array = np.broadcast_to(array, shape)
+    return np.require(array, dtype=dtype, requirements=("C", "W"))
+
+
 def _event_arrays(events: DoseEvents, n: int):
+    e = events.path.shape[0]
     return (
-        np.ascontiguousarray(events.path, dtype=np.int64),
-        np.ascontiguousarray(
-            np.broadcast_to(events.start_min, (n, events.path.shape[0])), dtype=np.float64
-        ),
-        np.ascontiguousarray(events.duration_min, dtype=np.float64),
-        np.ascontiguousarray(
-            np.broadcast_to(events.amount_mg, (n, events.path.shape[0])), dtype=np.float64
-        ),
+        _plain(events.path, np.int64),
+        _plain(events.start_min, np.float64, (n, e)),
+        _plain(events.duration_min, np.float64),
+        _plain(events.amount_mg, np.float64, (n, e)),
     )
 
 
@@ -1369,6 +1293,17 @@ def summarize(
     else:
         n_far = math.ceil((horizon_min - n_near * dt_near) / far_step_min)
         dt_far = (horizon_min - n_near * dt_near) / n_far
+    # bracketing samples: the curves every dt_near while doses act, every dt_far after
+    near = grid_curves(modal, events, dt_near, n_near + 1, outputs)
+    times = [np.arange(n_near + 1) * dt_near]
+    parts = [near]
+    if n_far:
+        far = grid_curves(modal, events, dt_far, n_far + 1, outputs, start_min=n_near * dt_near)
+        times.append(n_near * dt_near + np.arange(1, n_far + 1) * dt_far)
+        parts.append(far[:, :, 1:])
+    tc = np.concatenate(times)
+    tc[-1] = horizon_min
+    coarse = np.ascontiguousarray(np.concatenate(parts, axis=2))
     out = np.empty((n, len(outputs), len(SUMMARY_FIELDS)))
     _summarize(
         modal.poles,
@@ -1378,10 +1313,8 @@ def summarize(
         np.asarray(outputs, dtype=np.int64),
         np.asarray(thresholds_ng_per_ml, dtype=np.float64),
         float(horizon_min),
-        float(dt_near),
-        n_near,
-        float(dt_far),
-        n_far,
+        tc,
+        coarse,
         out,
     )
     return out
