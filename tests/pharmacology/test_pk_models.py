@@ -121,3 +121,26 @@ def test_range_warnings():
     assert model.range_warnings(70.0, 40.0) == []
     assert "outside" in model.range_warnings(25.0, 40.0)[0]
     assert len(MODELS["esketamine"].range_warnings(200.0, 90.0)) == 2
+
+
+def test_absorption_lag_shifts_the_curve():
+    """First-order absorption with a lag: the same curve, later by the lag."""
+    from dataclasses import replace
+
+    from ketaflow.pharmacology.models import RacemicKetamine
+    from ketaflow.pharmacology.solve import evaluate
+
+    class Lagged(RacemicKetamine):
+        ABSORPTION = RacemicKetamine.ABSORPTION | {
+            "oral": replace(RacemicKetamine.ABSORPTION["oral"], lag_min=12.5)
+        }
+
+    times = np.arange(0.0, 600.0, 2.5)
+    curves = []
+    for model in (MODELS["ketamine"], Lagged()):
+        ind = model.individuals("oral", TYPICAL, None)
+        events = model.events("oral", (Administration(0.0, 150.0),), ind)
+        curves.append(evaluate(decompose(ind.system), events, times, 1)[0])
+    shift = 5  # 12.5 min on a 2.5 min grid
+    assert np.allclose(curves[1][:shift], 0.0)
+    assert np.allclose(curves[1][shift:], curves[0][:-shift], rtol=1e-12, atol=1e-12)
