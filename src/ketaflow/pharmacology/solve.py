@@ -937,7 +937,15 @@ def _refine(lo, hi, f_lo, f_hi, target, on_derivative, terms):  # pragma: no cov
     f_lo, f_hi of opposite signs at the ends: Newton steps kept inside a shrinking bracket,
     starting from the secant point; bisection whenever Newton would leave the bracket."""
     coef, lam, start, dur, after, n_terms = terms
-    x = lo - f_lo * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)
+    c_lo = f_lo + target
+    c_hi = f_hi + target
+    if not on_derivative and target > 0.0 and c_lo > 0.0 and c_hi > 0.0 and c_lo != c_hi:
+        # levels fall (or rise) about exponentially between samples: interpolate log C
+        x = lo + (hi - lo) * math.log(c_lo / target) / math.log(c_lo / c_hi)
+    elif f_hi != f_lo:
+        x = lo - f_lo * (hi - lo) / (f_hi - f_lo)
+    else:
+        x = 0.5 * (lo + hi)
     if not (lo < x < hi):
         x = 0.5 * (lo + hi)
     for _it in range(100):
@@ -979,10 +987,12 @@ def _summarize(
     thresholds,
     horizon,
     tc,
-    coarse,
+    near,
+    far,
     out,
 ):  # pragma: no cover - compiled
-    """Per-patient summaries from the closed form; `coarse[q, i, k]` are the curves at the
+    """Per-patient summaries from the closed form; `near` then `far` (its first point dropped)
+    hold the curves at the
     bracketing times tc[k] (from `_grid`)."""
     n = poles.shape[0]
     n_ev = ev_path.shape[0]
@@ -1009,7 +1019,8 @@ def _summarize(
                 thresholds,
                 horizon,
                 tc,
-                coarse,
+                near,
+                far,
                 out,
                 breaks,
                 t_coef,
@@ -1034,7 +1045,8 @@ def _summarize_one(
     thresholds,
     horizon,
     tc,
-    coarse,
+    near,
+    far,
     out,
     breaks,
     t_coef,
@@ -1068,10 +1080,17 @@ def _summarize_one(
         )
         terms = (t_coef, t_lam, t_start, t_dur, t_after, n_terms)
         # ---- maximum: near the coarse maximum, between kinks (dose starts and ends)
+        n_near = near.shape[2] - 1
         j = 0
-        for k in range(n_coarse + 1):
-            if coarse[q, i, k] > coarse[q, i, j]:
+        best = near[q, i, 0]
+        for k in range(1, n_near + 1):
+            if near[q, i, k] > best:
+                best = near[q, i, k]
                 j = k
+        for k in range(1, far.shape[2]):
+            if far[q, i, k] > best:
+                best = far[q, i, k]
+                j = n_near + k
         lo = tc[max(0, j - 1)]
         hi = tc[min(n_coarse, j + 1)]
         nb = 0
@@ -1154,12 +1173,12 @@ def _summarize_one(
         out[i, q, HALF_LIFE] = math.log(2.0) / slowest if slowest > 0.0 else np.nan
         # ---- threshold: crossings bracketed on the coarse grid plus the exact maximum
         thr = thresholds[q]
-        above = coarse[q, i, 0] > thr
+        above = near[q, i, 0] > thr
         time_above = 0.0
         since = 0.0
         last_down = 0.0
         prev_t = 0.0
-        prev_c = coarse[q, i, 0]
+        prev_c = near[q, i, 0]
         inserted = False
         k = 1
         while k <= n_coarse:
@@ -1169,7 +1188,7 @@ def _summarize_one(
                 inserted = True
             else:
                 cur_t = tc[k]
-                cur_c = coarse[q, i, k]
+                cur_c = near[q, i, k] if k <= n_near else far[q, i, k - n_near]
                 k += 1
             now_above = cur_c > thr
             if now_above != above:
@@ -1298,12 +1317,15 @@ def summarize(
     times = [np.arange(n_near + 1) * dt_near]
     parts = [near]
     if n_far:
-        far = grid_curves(modal, events, dt_far, n_far + 1, outputs, start_min=n_near * dt_near)
+        far_grid = grid_curves(
+            modal, events, dt_far, n_far + 1, outputs, start_min=n_near * dt_near
+        )
         times.append(n_near * dt_near + np.arange(1, n_far + 1) * dt_far)
-        parts.append(far[:, :, 1:])
+        parts.append(far_grid)
     tc = np.concatenate(times)
     tc[-1] = horizon_min
-    coarse = np.ascontiguousarray(np.concatenate(parts, axis=2))
+    far = parts[1] if n_far else np.empty((len(outputs), n, 0))
+    far = np.require(far, dtype=np.float64, requirements=("C", "W"))
     out = np.empty((n, len(outputs), len(SUMMARY_FIELDS)))
     _summarize(
         modal.poles,
@@ -1314,7 +1336,8 @@ def summarize(
         np.asarray(thresholds_ng_per_ml, dtype=np.float64),
         float(horizon_min),
         tc,
-        coarse,
+        near,
+        far,
         out,
     )
     return out
