@@ -1,16 +1,6 @@
-"""POST /api/v1/pk/simulate on a test app that mounts the router (permission overridden)."""
+"""POST /api/v1/pk/simulate over real HTTP: figures, problem+json errors, permissions."""
 
 from __future__ import annotations
-
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-
-from ketaflow.pharmacology import api
-
-app = FastAPI()
-app.include_router(api.router, prefix="/api/v1")
-app.dependency_overrides[api.require_pk_simulate] = lambda: None
-client = TestClient(app)
 
 BODY = {
     "drug": "ketamine",
@@ -20,32 +10,37 @@ BODY = {
     "weight_kg": 70,
     "patients": 300,
 }
+URL = "/api/v1/pk/simulate"
 
 
-def test_simulate_returns_the_summary():
-    response = client.post("/api/v1/pk/simulate", json=BODY)
+def test_simulate_returns_the_summary(api):
+    response = api("nurse").post(URL, json=BODY)
     assert response.status_code == 200, response.text
     data = response.json()
     assert data["cmax_ng_per_ml"]["p5"] <= data["cmax_ng_per_ml"]["median"]
+    assert data["cmax_ng_per_ml"]["median"] <= data["cmax_ng_per_ml"]["p95"]
     assert data["model"]["sampling_site"] == "venous"
     assert data["metabolite"]["name"] == "norketamine"
+    for key in ("tmax_min", "auc_ng_h_per_ml", "half_life_h"):
+        assert set(data[key]) >= {"median", "p5", "p95"}
 
 
-def test_engine_errors_are_422_naming_the_field():
-    response = client.post("/api/v1/pk/simulate", json=BODY | {"dose": "-3mg"})
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "dose"]
-    response = client.post("/api/v1/pk/simulate", json=BODY | {"route": "im"})
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "duration"]
-
-
-def test_schema_errors_are_422():
-    for bad in ({"drug": "heroin"}, {"patients": 1_000_001}, {"weight_kg": -1}):
-        response = client.post("/api/v1/pk/simulate", json=BODY | bad)
+def test_engine_errors_are_422_problems_naming_the_field(api):
+    client = api("prescriber")
+    for bad, field in ((BODY | {"dose": "-3mg"}, "dose"), (BODY | {"route": "im"}, "duration")):
+        response = client.post(URL, json=bad)
         assert response.status_code == 422
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert field in [e["field"] for e in response.json()["errors"]]
 
 
-def test_route_requires_the_pk_permission():
-    route = next(r for r in api.router.routes if r.path == "/pk/simulate")
-    assert any(d.dependency is api.require_pk_simulate for d in route.dependencies)
+def test_schema_errors_are_422(api):
+    client = api("prescriber")
+    for bad in ({"drug": "heroin"}, {"patients": 1_000_001}, {"weight_kg": -1}):
+        assert client.post(URL, json=BODY | bad).status_code == 422
+
+
+def test_only_clinicians_may_simulate(api):
+    assert api().post(URL, json=BODY).status_code == 401
+    for role in ("auditor", "front_desk", "admin"):
+        assert api(role).post(URL, json=BODY).status_code == 403
