@@ -401,3 +401,22 @@ def test_observation_advice_sits_beside_the_protocol_minimum(api, first_session,
     assert advice["protocol_minimum_ends_at"]
     assert advice["concentrations"] and advice["citation"] and "never" in advice["note"]
     assert api("auditor").get(url).status_code == 403
+
+
+def test_rule_level_validation_is_a_422_not_a_500(api, first_session, clinic_clock):
+    pid, _, session = first_session
+    nurse = api("nurse")
+    vague = attempt(nurse, session, "adverse-events", {"kind": "other", "severity": "mild"})
+    assert vague.status_code == 409
+    assert vague.json()["reasons"][0]["rule_id"] == "adverse_event_description"
+    unnamed = api("therapist").post(
+        f"/api/v1/patients/{pid}/therapy-sessions",
+        json={
+            "kind": "preparation",
+            "modality": "other",
+            "duration_min": 30,
+            "held_at": clinic_clock().isoformat(),
+        },
+    )
+    assert unnamed.status_code == 422, unnamed.text
+    assert unnamed.headers["content-type"].startswith("application/problem+json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ketaflow.core.errors import KetaflowError
@@ -58,7 +59,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    @app.exception_handler(ValidationError)
+    async def _validation_error(
+        request: Request, exc: RequestValidationError | ValidationError
+    ) -> JSONResponse:
+        # A ValidationError raised past the request schema comes from a rule's own value
+        # (e.g. an adverse event of kind "other" without a description): still bad input.
         errors = [
             {"field": field_path(err.get("loc", ())), "message": err.get("msg", "invalid")}
             for err in exc.errors()
