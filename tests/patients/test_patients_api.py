@@ -106,10 +106,13 @@ def test_stale_update_is_409_and_keeps_the_winner(api):
 def test_update_refuses_removing_required_fields(api):
     client = api("prescriber")
     patient = _register(client)
-    response = client.patch(
-        f"/api/v1/patients/{patient['id']}", json={"version": 1, "family_name": None}
-    )
-    assert response.status_code == 422
+    for field in ("family_name", "birth_date", "sex", "mrn"):
+        response = client.patch(
+            f"/api/v1/patients/{patient['id']}",
+            json={"version": 1, field: None, "given_name": "Kept"},
+        )
+        assert response.status_code == 422, (field, response.text)
+    assert client.get(f"/api/v1/patients/{patient['id']}").json()["version"] == 1
 
 
 def test_search_by_name_mrn_and_birth_date_with_pagination(api):

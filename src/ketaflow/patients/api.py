@@ -71,8 +71,10 @@ def get_patient(patient_id: str, actor: ActorDep, db: DbDep) -> PatientOut:
 
 
 @router.patch("/{patient_id}", response_model=PatientOut)
-def update_patient(patient_id: str, body: PatientUpdate, actor: ActorDep, db: DbDep) -> PatientOut:
-    return _out(service.update_patient(db, actor, patient_id, body))
+def update_patient(
+    patient_id: str, body: PatientUpdate, actor: ActorDep, db: DbDep, clock: ClockDep
+) -> PatientOut:
+    return _out(service.update_patient(db, actor, patient_id, body, clock=clock))
 
 
 @router.post("/{patient_id}/measurements", response_model=MeasurementOut, status_code=201)

@@ -47,6 +47,14 @@ class PatientUpdate(_Input):
     sex: Sex | None = None
     mrn: MRN | None = None
 
+    @model_validator(mode="after")
+    def _no_removals(self) -> PatientUpdate:
+        # Omit a field to keep it; null would remove something every patient must have.
+        for name in self.model_fields_set - {"version"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be removed: omit it to keep it")
+        return self
+
 
 class MeasurementIn(_Input):
     weight_kg: WeightKg

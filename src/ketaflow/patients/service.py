@@ -13,7 +13,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database
-from ketaflow.core.errors import Conflict, InvalidInput, NotFound, StaleVersion
+from ketaflow.core.errors import Conflict, NotFound, StaleVersion
 from ketaflow.patients import rules
 from ketaflow.patients.history import PatientHistory
 from ketaflow.patients.schemas import MeasurementIn, PatientCreate, PatientUpdate
@@ -153,9 +153,6 @@ def update_patient(
     fields = changes.model_dump(exclude_unset=True, exclude={"version"})
     if "birth_date" in fields:
         rules.check_birth_date(fields["birth_date"], now.date())
-    for name in ("family_name", "given_name", "birth_date", "sex"):
-        if name in fields and fields[name] is None:
-            raise InvalidInput(f"{name} cannot be removed", field_name=name)
     try:
         with db.transaction() as session:
             patient = load_patient(session, patient_id)
@@ -173,8 +170,7 @@ def update_patient(
             ):
                 raise Conflict(f"MRN {mrn} is already in use")
             for name, value in fields.items():
-                if value is not None:
-                    setattr(patient, name, str(value) if name == "sex" else value)
+                setattr(patient, name, str(value) if name == "sex" else value)
             patient.updated_at = now
             session.flush()
             audit.record(
