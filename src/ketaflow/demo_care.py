@@ -497,6 +497,10 @@ def _past_course(builder: CareBuilder, patient_id: str, plan: Plan, now: datetim
             )
             builder.count("cancelled")
             continue
+        if number == 5 and plan.route == "iv" and plan.trajectory == "responder":
+            # The patient did not come: left unattended, the worklist marks it missed.
+            builder.count("missed")
+            continue
         weight_based = plan.route in ("iv", "im", "sc")
         if weight_based and number % 3 == 1:
             builder.weigh(patient_id, row.scheduled_start - timedelta(minutes=20))
