@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 from ketaflow import __version__
@@ -50,11 +51,12 @@ def create_app(
         if db is None:
             database.dispose()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="ketaflow",
         version=__version__,
-        description="Ketamine-assisted therapy programs: patients, screening, treatment, "
-        "measurement-based care, pharmacology, controlled substances.",
+        description="Ketamine-assisted therapy programs: patients and screening, treatment "
+        "courses and dosing sessions, therapy, measurement-based care, pharmacology. Log in "
+        "with Authorize (OAuth2 password flow); errors are RFC 9457 problem+json.",
         lifespan=lifespan,
     )
     app.state.settings = settings
