@@ -18,7 +18,8 @@ from ketaflow.pharmacology.models import (
     model_for,
     typical_ka_per_min,
 )
-from ketaflow.pharmacology.solve import AUC_HORIZON, CMAX, TMAX, decompose, summarize
+from ketaflow.pharmacology.solve import decompose
+from ketaflow.pharmacology.summary import AUC_HORIZON, CMAX, TMAX, summarize
 
 TYPICAL = Covariates(np.array([70.0]), np.array([40.0]))
 

@@ -12,13 +12,6 @@ from hypothesis import strategies as st
 
 from ketaflow.pharmacology.models import MODELS, Administration, Covariates
 from ketaflow.pharmacology.solve import (
-    AUC_HORIZON,
-    AUC_INF,
-    CMAX,
-    HALF_LIFE,
-    TIME_ABOVE,
-    TIME_TO_BELOW,
-    TMAX,
     DoseEvents,
     SystemArrays,
     decompose,
@@ -26,6 +19,15 @@ from ketaflow.pharmacology.solve import (
     expm_solve,
     grid_curves,
     state_space,
+)
+from ketaflow.pharmacology.summary import (
+    AUC_HORIZON,
+    AUC_INF,
+    CMAX,
+    HALF_LIFE,
+    TIME_ABOVE,
+    TIME_TO_BELOW,
+    TMAX,
     summarize,
 )
 

@@ -542,7 +542,8 @@ def typical_ka_per_min(model_id: str, route: str) -> float:
     no variability). Solved once per route; Tmax falls as ka rises, so bisection suffices."""
     from scipy.optimize import brentq
 
-    from ketaflow.pharmacology.solve import OUTPUT_PARENT, TMAX, decompose, summarize
+    from ketaflow.pharmacology.solve import OUTPUT_PARENT, decompose
+    from ketaflow.pharmacology.summary import TMAX, summarize
 
     model = next(m for m in MODELS.values() if m.model_id == model_id)
     assert isinstance(model, RacemicKetamine)
@@ -554,7 +555,7 @@ def typical_ka_per_min(model_id: str, route: str) -> float:
         system = model._system(route, cov, None, np.array([math.exp(log_ka)]))
         ind = Individuals(system, np.ones(1), {"presystemic": np.zeros(1)})
         events = model.events(route, dose, ind)
-        summary = summarize(decompose(system), events, (OUTPUT_PARENT,), (1.0,), 1440.0, 1.0)
+        summary = summarize(decompose(system), events, (OUTPUT_PARENT,), (1.0,), 1440.0)
         return float(summary[0, 0, TMAX]) - target
 
     return math.exp(brentq(tmax_minus_target, math.log(1e-3), math.log(5.0), xtol=1e-10))

@@ -16,20 +16,22 @@ import numpy as np
 from ketaflow.pharmacology.errors import PKInputError
 from ketaflow.pharmacology.models import Administration, Covariates, PKModel
 from ketaflow.pharmacology.solve import (
-    AUC_HORIZON,
-    AUC_INF,
-    CMAX,
-    HALF_LIFE,
     OUTPUT_EFFECT,
     OUTPUT_METABOLITE,
     OUTPUT_PARENT,
-    TIME_ABOVE,
-    TIME_TO_BELOW,
-    TMAX,
     DoseEvents,
     ModalSystem,
     decompose,
     grid_curves,
+)
+from ketaflow.pharmacology.summary import (
+    AUC_HORIZON,
+    AUC_INF,
+    CMAX,
+    HALF_LIFE,
+    TIME_ABOVE,
+    TIME_TO_BELOW,
+    TMAX,
     summarize,
 )
 

@@ -19,7 +19,7 @@ Dose histories are superposed: a bolus, or a zero-order infusion of any duration
 or straight into a compartment, at any time. On a uniform time grid the modal states are carried
 forward by multiplication (x_{k+1} = p x_k + q), so a 24 h curve needs one `exp` per mode, not
 one per point. Summaries (Cmax, Tmax, AUC, time above a threshold, time to fall below it) come
-from the closed form: maxima and crossings by safeguarded Newton iterations, AUC analytically.
+from the same closed form in `summary.py`, with no grid.
 
 `expm_solve` is the general matrix-exponential solution (Van Loan's augmented matrix) for any
 linear system, singular or defective, used for single patients and as a cross-check.
@@ -43,18 +43,6 @@ OUTPUT_PARENT = 0
 OUTPUT_METABOLITE = 1
 OUTPUT_EFFECT = 2
 N_OUTPUTS = 3
-
-# Columns of the summary array returned by `summarize`.
-SUMMARY_FIELDS = (
-    "cmax_ng_per_ml",
-    "tmax_min",
-    "auc_inf_ng_min_per_ml",
-    "auc_horizon_ng_min_per_ml",
-    "time_above_min",
-    "time_to_below_min",
-    "terminal_half_life_min",
-)
-CMAX, TMAX, AUC_INF, AUC_HORIZON, TIME_ABOVE, TIME_TO_BELOW, HALF_LIFE = range(7)
 
 # Relative gap under which two poles of different blocks are treated as coincident.
 POLE_GAP = 1e-7
@@ -876,338 +864,6 @@ def _workspace(n_paths, m_slots, n_out, n_points):  # pragma: no cover - compile
     )
 
 
-@njit(cache=True)
-def _vdd(t, coef, lam, start, dur, after, n_terms):  # pragma: no cover - compiled
-    """C, dC/dt and d2C/dt2 at t from a patient's compact term list (one term per dose and
-    mode: coefficient, pole, start, duration, and expm1(pole x duration) / duration for the
-    time after an infusion), right-hand limits at kinks."""
-    v = 0.0
-    d1 = 0.0
-    d2 = 0.0
-    for k in range(n_terms):
-        tau = t - start[k]
-        if tau < 0.0:
-            continue
-        lm = lam[k]
-        d = dur[k]
-        if d <= 0.0:
-            g = math.exp(lm * tau)
-            g1 = lm * g
-        elif tau < d:
-            em = math.expm1(lm * tau)
-            g = em / (lm * d)
-            g1 = (em + 1.0) / d
-        else:
-            g1 = math.exp(lm * (tau - d)) * after[k]
-            g = g1 / lm
-        c = coef[k]
-        v += c * g
-        d1 += c * g1
-        d2 += c * lm * g1
-    return v, d1, d2
-
-
-@njit(cache=True)
-def _terms(
-    i, o, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, coef, lam, start, dur, after
-):  # pragma: no cover
-    """Fill the compact term list of patient i, output o; returns the number of terms."""
-    n = 0
-    for e in range(ev_path.shape[0]):
-        p = ev_path[e]
-        amt = ev_amt[i, e]
-        if amt == 0.0:
-            continue
-        for s in range(poles.shape[2]):
-            if active[p, s]:
-                r = residues[i, p, o, s]
-                if r != 0.0:
-                    coef[n] = amt * r
-                    lam[n] = poles[i, p, s]
-                    start[n] = ev_start[i, e]
-                    dur[n] = ev_dur[e]
-                    after[n] = math.expm1(lam[n] * dur[n]) / dur[n] if dur[n] > 0.0 else 1.0
-                    n += 1
-    return n
-
-
-@njit(cache=True)
-def _refine(lo, hi, f_lo, f_hi, target, on_derivative, terms):  # pragma: no cover
-    """Root in (lo, hi) of C(t) - target, or of C'(t) when `on_derivative`, given the values
-    f_lo, f_hi of opposite signs at the ends: Newton steps kept inside a shrinking bracket,
-    starting from the secant point; bisection whenever Newton would leave the bracket."""
-    coef, lam, start, dur, after, n_terms = terms
-    c_lo = f_lo + target
-    c_hi = f_hi + target
-    if not on_derivative and target > 0.0 and c_lo > 0.0 and c_hi > 0.0 and c_lo != c_hi:
-        # levels fall (or rise) about exponentially between samples: interpolate log C
-        x = lo + (hi - lo) * math.log(c_lo / target) / math.log(c_lo / c_hi)
-    elif f_hi != f_lo:
-        x = lo - f_lo * (hi - lo) / (f_hi - f_lo)
-    else:
-        x = 0.5 * (lo + hi)
-    if not (lo < x < hi):
-        x = 0.5 * (lo + hi)
-    for _it in range(100):
-        v, d1, d2 = _vdd(x, coef, lam, start, dur, after, n_terms)
-        if on_derivative:
-            f = d1
-            fp = d2
-        else:
-            f = v - target
-            fp = d1
-        if f == 0.0:
-            return x
-        if (f > 0.0) == (f_lo > 0.0):
-            lo = x
-            f_lo = f
-        else:
-            hi = x
-        x_new = x - f / fp if fp != 0.0 else 0.5 * (lo + hi)
-        if not (lo < x_new < hi):
-            x_new = 0.5 * (lo + hi)
-        # Newton converges quadratically: once a step is below 1e-8 relative the new point is
-        # good to about 1e-14; a bisection bracket below 1e-9 relative is far below a second
-        if abs(x_new - x) <= 1e-8 * max(1.0, abs(x)) or hi - lo <= 1e-9 * max(1.0, abs(x)):
-            return x_new
-        x = x_new
-    return x
-
-
-@njit(cache=True, parallel=True)
-def _summarize(
-    poles,
-    residues,
-    active,
-    ev_path,
-    ev_start,
-    ev_dur,
-    ev_amt,
-    outputs,
-    thresholds,
-    horizon,
-    tc,
-    near,
-    far,
-    out,
-):  # pragma: no cover - compiled
-    """Per-patient summaries from the closed form; `near` then `far` (its first point dropped)
-    hold the curves at the
-    bracketing times tc[k] (from `_grid`)."""
-    n = poles.shape[0]
-    n_ev = ev_path.shape[0]
-    block = 256  # patients per task: work arrays allocated once per task
-    for blk in prange((n + block - 1) // block):
-        breaks = np.empty(2 * n_ev + 2)
-        max_terms = n_ev * poles.shape[2]
-        t_coef = np.empty(max_terms)
-        t_lam = np.empty(max_terms)
-        t_start = np.empty(max_terms)
-        t_dur = np.empty(max_terms)
-        t_after = np.empty(max_terms)
-        for i in range(blk * block, min(n, (blk + 1) * block)):
-            _summarize_one(
-                i,
-                poles,
-                residues,
-                active,
-                ev_path,
-                ev_start,
-                ev_dur,
-                ev_amt,
-                outputs,
-                thresholds,
-                horizon,
-                tc,
-                near,
-                far,
-                out,
-                breaks,
-                t_coef,
-                t_lam,
-                t_start,
-                t_dur,
-                t_after,
-            )
-
-
-@njit(cache=True)
-def _summarize_one(
-    i,
-    poles,
-    residues,
-    active,
-    ev_path,
-    ev_start,
-    ev_dur,
-    ev_amt,
-    outputs,
-    thresholds,
-    horizon,
-    tc,
-    near,
-    far,
-    out,
-    breaks,
-    t_coef,
-    t_lam,
-    t_start,
-    t_dur,
-    t_after,
-):  # pragma: no cover - compiled
-    n_ev = ev_path.shape[0]
-    n_paths = poles.shape[1]
-    m_slots = poles.shape[2]
-    n_out = outputs.shape[0]
-    n_coarse = tc.shape[0] - 1
-    for q in range(n_out):
-        o = outputs[q]
-        n_terms = _terms(
-            i,
-            o,
-            poles,
-            residues,
-            active,
-            ev_path,
-            ev_start,
-            ev_dur,
-            ev_amt,
-            t_coef,
-            t_lam,
-            t_start,
-            t_dur,
-            t_after,
-        )
-        terms = (t_coef, t_lam, t_start, t_dur, t_after, n_terms)
-        # ---- maximum: near the coarse maximum, between kinks (dose starts and ends)
-        n_near = near.shape[2] - 1
-        j = 0
-        best = near[q, i, 0]
-        for k in range(1, n_near + 1):
-            if near[q, i, k] > best:
-                best = near[q, i, k]
-                j = k
-        for k in range(1, far.shape[2]):
-            if far[q, i, k] > best:
-                best = far[q, i, k]
-                j = n_near + k
-        lo = tc[max(0, j - 1)]
-        hi = tc[min(n_coarse, j + 1)]
-        nb = 0
-        breaks[nb] = lo
-        nb += 1
-        for e in range(n_ev):
-            for edge in (ev_start[i, e], ev_start[i, e] + ev_dur[e]):
-                if lo < edge < hi:
-                    breaks[nb] = edge
-                    nb += 1
-        breaks[nb] = hi
-        nb += 1
-        breaks[:nb].sort()
-        c_max = -1.0
-        t_max = 0.0
-        d_prev = 0.0
-        for b in range(nb):
-            c, d_right, _ = _vdd(breaks[b], *terms)
-            if c > c_max:
-                c_max = c
-                t_max = breaks[b]
-            # an interior maximum of (breaks[b-1], breaks[b]) needs C' > 0 just after the
-            # left end and C' < 0 just before the right end (one-sided at kinks)
-            if b > 0 and d_prev > 0.0:
-                a_t = breaks[b - 1]
-                b_t = breaks[b]
-                if b_t - a_t > 1e-9:
-                    d_b = _vdd(b_t - 1e-9 * (b_t - a_t), *terms)[1]
-                    if d_b < 0.0:
-                        x = _refine(a_t, b_t, d_prev, d_b, 0.0, True, terms)
-                        cx = _vdd(x, *terms)[0]
-                        if cx > c_max:
-                            c_max = cx
-                            t_max = x
-            d_prev = d_right
-        out[i, q, CMAX] = c_max
-        out[i, q, TMAX] = t_max
-        # ---- AUC: analytic to infinity; to the horizon by subtracting the tail, which
-        # the modal states the grid left at the horizon give in closed form
-        auc_inf = 0.0
-        largest = 0.0
-        for p in range(n_paths):
-            for s in range(m_slots):
-                if active[p, s]:
-                    largest = max(largest, abs(residues[i, p, o, s]))
-        slowest = 0.0
-        doses_done = True
-        for e in range(n_ev):
-            p = ev_path[e]
-            amt = ev_amt[i, e]
-            if amt == 0.0:
-                continue
-            if ev_start[i, e] + ev_dur[e] > horizon:
-                doses_done = False
-            for s in range(m_slots):
-                if active[p, s]:
-                    r = residues[i, p, o, s]
-                    lam = poles[i, p, s]
-                    auc_inf += amt * r / (-lam)
-                    # terminal half-life: the slowest mode the output carries
-                    if abs(r) > 1e-12 * largest and (slowest == 0.0 or -lam < slowest):
-                        slowest = -lam
-        auc_h = 0.0
-        if doses_done:
-            auc_h = auc_inf
-            for k in range(n_terms):
-                # tail beyond the horizon of a finished dose: (C's part) / -pole
-                tau = horizon - t_start[k]
-                d = t_dur[k]
-                lm = t_lam[k]
-                if d <= 0.0:
-                    auc_h += t_coef[k] * math.exp(lm * tau) / lm
-                else:
-                    auc_h += t_coef[k] * math.exp(lm * (tau - d)) * t_after[k] / (lm * lm)
-        else:
-            for k in range(n_terms):
-                auc_h += t_coef[k] * _g_integral(t_lam[k], horizon - t_start[k], t_dur[k])
-        out[i, q, AUC_INF] = auc_inf
-        out[i, q, AUC_HORIZON] = auc_h
-        out[i, q, HALF_LIFE] = math.log(2.0) / slowest if slowest > 0.0 else np.nan
-        # ---- threshold: crossings bracketed on the coarse grid plus the exact maximum
-        thr = thresholds[q]
-        above = near[q, i, 0] > thr
-        time_above = 0.0
-        since = 0.0
-        last_down = 0.0
-        prev_t = 0.0
-        prev_c = near[q, i, 0]
-        inserted = False
-        k = 1
-        while k <= n_coarse:
-            if not inserted and prev_t < t_max < tc[k]:
-                cur_t = t_max
-                cur_c = c_max
-                inserted = True
-            else:
-                cur_t = tc[k]
-                cur_c = near[q, i, k] if k <= n_near else far[q, i, k - n_near]
-                k += 1
-            now_above = cur_c > thr
-            if now_above != above:
-                x = _refine(prev_t, cur_t, prev_c - thr, cur_c - thr, thr, False, terms)
-                if now_above:
-                    since = x
-                else:
-                    time_above += x - since
-                    last_down = x
-                above = now_above
-            prev_t = cur_t
-            prev_c = cur_c
-        if above:
-            time_above += horizon - since
-            last_down = np.nan
-        out[i, q, TIME_ABOVE] = time_above
-        out[i, q, TIME_TO_BELOW] = last_down
-
-
 # ----------------------------------------------------------------------------------------------
 # Python entry points
 
@@ -1220,7 +876,7 @@ def _plain(array, dtype, shape=None) -> np.ndarray:
     return np.require(array, dtype=dtype, requirements=("C", "W"))
 
 
-def _event_arrays(events: DoseEvents, n: int):
+def event_arrays(events: DoseEvents, n: int):
     e = events.path.shape[0]
     return (
         _plain(events.path, np.int64),
@@ -1238,7 +894,7 @@ def evaluate(
     n = modal.poles.shape[0]
     out = np.empty((n, times.shape[0]))
     _evaluate(
-        modal.poles, modal.residues, modal.active, *_event_arrays(events, n), times, output, out
+        modal.poles, modal.residues, modal.active, *event_arrays(events, n), times, output, out
     )
     return out
 
@@ -1273,74 +929,13 @@ def grid_curves(
         modal.poles,
         modal.residues,
         modal.active,
-        *_event_arrays(events, n),
+        *event_arrays(events, n),
         float(start_min),
         float(step_min),
         np.asarray(outputs, dtype=np.int64),
         out,
     )
     return out[:, :n, :]
-
-
-def summarize(
-    modal: ModalSystem,
-    events: DoseEvents,
-    outputs: tuple[int, ...],
-    thresholds_ng_per_ml: tuple[float, ...],
-    horizon_min: float,
-    near_step_min: float = 10.0,
-    far_step_min: float = 60.0,
-    near_span_min: float = 180.0,
-) -> np.ndarray:
-    """Per-patient summaries (N, len(outputs), 7), columns as in SUMMARY_FIELDS (minutes).
-
-    Maxima and threshold crossings are bracketed on samples every `near_step_min` until
-    `near_span_min` after the last dose ends, every `far_step_min` after that (plus the dose
-    starts and ends, and the exact maximum), then solved by Newton iterations on the closed
-    form. A crossing pair closer together than the sampling step can be missed."""
-    if horizon_min <= 0:
-        raise PKInputError("horizon", "the horizon must be positive")
-    n = modal.poles.shape[0]
-    active_until = min(horizon_min, events.last_end_min + near_span_min) if n else horizon_min
-    n_near = max(1, math.ceil(max(active_until, near_step_min) / near_step_min))
-    dt_near = near_step_min
-    if n_near * dt_near >= horizon_min:
-        n_near = max(2, math.ceil(horizon_min / near_step_min))
-        dt_near = horizon_min / n_near
-        n_far = 0
-        dt_far = 1.0
-    else:
-        n_far = math.ceil((horizon_min - n_near * dt_near) / far_step_min)
-        dt_far = (horizon_min - n_near * dt_near) / n_far
-    # bracketing samples: the curves every dt_near while doses act, every dt_far after
-    near = grid_curves(modal, events, dt_near, n_near + 1, outputs)
-    times = [np.arange(n_near + 1) * dt_near]
-    parts = [near]
-    if n_far:
-        far_grid = grid_curves(
-            modal, events, dt_far, n_far + 1, outputs, start_min=n_near * dt_near
-        )
-        times.append(n_near * dt_near + np.arange(1, n_far + 1) * dt_far)
-        parts.append(far_grid)
-    tc = np.concatenate(times)
-    tc[-1] = horizon_min
-    far = parts[1] if n_far else np.empty((len(outputs), n, 0))
-    far = np.require(far, dtype=np.float64, requirements=("C", "W"))
-    out = np.empty((n, len(outputs), len(SUMMARY_FIELDS)))
-    _summarize(
-        modal.poles,
-        modal.residues,
-        modal.active,
-        *_event_arrays(events, n),
-        np.asarray(outputs, dtype=np.int64),
-        np.asarray(thresholds_ng_per_ml, dtype=np.float64),
-        float(horizon_min),
-        tc,
-        near,
-        far,
-        out,
-    )
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
