@@ -178,11 +178,12 @@ def _log_ratio(x, coef, level, lam, em, delta, n, const):  # pragma: no cover - 
     return side, phi, step, abs(diff) <= NOISE * (p + q), anti
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _root(coef, level, lam, em, delta, n, const, lo, hi, s_lo):  # pragma: no cover - compiled
     """The zero in (lo, hi) of g(t) = sum_m coef_m exp(lam_m t) + const, given that g has the
     sign s_lo just right of lo and the opposite sign just left of hi, and no other zero.
-    Returns it and g's level there. Halley steps on log P - log N kept inside a
+    Returns it, the last point evaluated (within the final step of it) and the level there
+    (so a maximum's time and value agree to rounding). Halley steps on log P - log N kept inside a
     shrinking bracket, starting from the lower end (from the upper one if that step leaves the
     bracket); bisection whenever a step would leave it. An end can be a zero of g itself (the
     slope of a level that starts at zero): rounding-level values within 1e-6 of the bracket
@@ -205,7 +206,7 @@ def _root(coef, level, lam, em, delta, n, const, lo, hi, s_lo):  # pragma: no co
         side, _, step, noisy, anti = _log_ratio(x, coef, level, lam, em, delta, n, const)
         if noisy:
             if x - lo0 > guard and hi0 - x > guard:
-                return x, anti
+                return x, x, anti
             side = s_lo if x - lo0 <= hi0 - x else -s_lo
             step = math.nan
         if side == s_lo:
@@ -219,12 +220,12 @@ def _root(coef, level, lam, em, delta, n, const, lo, hi, s_lo):  # pragma: no co
         # of the modes, minutes to hours): after a step under 1e-5 relative the error is
         # below 1e-9 relative; a bracket under 1e-12 relative is far below a second
         if abs(x_new - x) <= 1e-5 * max(1.0, abs(x)) or hi - lo <= 1e-12 * max(1.0, abs(x)):
-            return x_new, anti
+            return x_new, x, anti
         x = x_new
-    return x, anti
+    return x, x, anti
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _critical_points(
     dcoef, alpha, lam, em, delta, n, order, scan_step, crit, crit_anti
 ):  # pragma: no cover - compiled
@@ -242,7 +243,7 @@ def _critical_points(
             last = t_hi >= delta
         s_hi = _side_sign(dcoef, lam, em, delta, n, t_hi, False)
         if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
-            crit[n_crit], crit_anti[n_crit] = _root(
+            _, crit[n_crit], crit_anti[n_crit] = _root(
                 dcoef, alpha, lam, em, delta, n, 0.0, t_lo, t_hi, s_lo
             )
             n_crit += 1
@@ -537,7 +538,7 @@ def _summarize_one(
                     state[q, S_CMAX] = v1
                     state[q, S_TMAX] = a + t1
                 if (v0 > thr) != (v1 > thr):
-                    x, _ = _root(
+                    x, _, _ = _root(
                         alpha,
                         alpha,
                         lam,
