@@ -137,3 +137,11 @@ def test_sessions_today_prints_the_day_for_a_named_user(cli_db):
     assert refused.output.startswith("error: role 'auditor' may not worklist.read")
     unknown = runner.invoke(app, ["sessions", "today", "--as", "nobody"])
     assert unknown.exit_code == 2
+
+
+def test_serve_refuses_a_database_without_the_schema(cli_db):
+    result = runner.invoke(app, ["serve", "--port", "8799"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: the database schema is missing or out of date: run `ketaflow init` first"
+    ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
+import threading
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo
@@ -14,7 +16,7 @@ from rich.console import Console
 
 from ketaflow.core.db import Database
 from ketaflow.core.errors import KetaflowError
-from ketaflow.core.migrate import upgrade_to_head
+from ketaflow.core.migrate import schema_is_current, upgrade_to_head
 from ketaflow.core.settings import get_settings
 from ketaflow.measures.cli import instruments_command, score_command
 from ketaflow.pharmacology.cli import simulate_command
@@ -87,6 +89,8 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8000,
 ) -> None:
     """Serve the API and web pages."""
+    if not schema_is_current(open_database()):
+        raise fail("the database schema is missing or out of date: run `ketaflow init` first")
     run_server(host, port)
 
 
@@ -95,8 +99,19 @@ def run_server(host: str, port: int) -> None:
 
     from ketaflow.app import create_app
 
+    threading.Thread(target=_warm_up_pharmacology, name="pk-warm-up", daemon=True).start()
     config = uvicorn.Config(create_app(), host=host, port=port, log_level="info")
     uvicorn.Server(config).run()
+
+
+def _warm_up_pharmacology() -> None:
+    from ketaflow.pharmacology.clinical import warm_up
+
+    log = logging.getLogger("uvicorn.error")  # configured by uvicorn to show INFO
+    try:
+        log.info("pharmacology kernels ready in %.1f s", warm_up())
+    except Exception:  # the server keeps serving; the first PK request compiles instead
+        log.exception("pharmacology warm-up failed")
 
 
 @app.command()

@@ -84,3 +84,12 @@ def test_observation_advice_rejects_bad_input(kwargs, parameter):
     with pytest.raises(PKInputError) as err:
         observation_advice("ketamine", "iv", 35.0, 70.0, **kwargs)
     assert err.value.parameter == parameter
+
+
+def test_warm_up_compiles_every_kernel_a_request_reaches():
+    from ketaflow.pharmacology import solve, summary
+    from ketaflow.pharmacology.clinical import warm_up
+
+    assert warm_up() >= 0.0
+    for kernel in (solve._decompose, solve._grid, summary._summarize):
+        assert kernel.signatures, kernel

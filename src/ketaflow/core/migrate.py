@@ -23,3 +23,14 @@ def upgrade_to_head(db: Database) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         connection.commit()
+
+
+def schema_is_current(db: Database) -> bool:
+    """Whether the database is at the newest Alembic revision (False if it has no schema)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(alembic_config(db.url)).get_heads())
+    with db.engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current == heads

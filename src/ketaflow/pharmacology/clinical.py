@@ -8,6 +8,7 @@ inform dosing and observation, never efficacy (Zarate 2012; Grunebaum 2019; refe
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -289,3 +290,16 @@ def observation_advice(
         suggested_earliest_discharge_min=float(math.ceil(end_p95 + discharge_margin_min)),
         warnings=tuple(warnings),
     )
+
+
+def warm_up() -> float:
+    """Compile (or load from Numba's on-disk cache) every kernel a clinic request can reach:
+    a small population summary and one observation advice per drug. Seconds taken. The
+    server runs this in the background at start-up, so the first PK request of the day is not
+    the one that waits about a minute for compilation on a fresh install."""
+    start = time.perf_counter()
+    simulate("ketamine", "iv", "0.5mg/kg", 70.0, "40min", patients=20)
+    simulate("ketamine", "im", "0.5mg/kg", 70.0, patients=20)
+    observation_advice("ketamine", "iv", 35.0, 70.0, duration_min=40.0, n_virtual=20)
+    observation_advice("esketamine", "intranasal", None, 70.0, devices=2, n_virtual=20)
+    return time.perf_counter() - start

@@ -141,7 +141,7 @@ class ModalSystem:
 # call per patient, and fast for the 2-4 compartment blocks of PK models.
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _jacobi_eigh(a, w, v):  # pragma: no cover - compiled
     n = a.shape[0]
     for i in range(n):
@@ -187,10 +187,79 @@ def _jacobi_eigh(a, w, v):  # pragma: no cover - compiled
         w[i] = a[i, i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _arrowhead_eigh(s, lam, vec):  # pragma: no cover - compiled
+    """Eigen-decomposition of a 2 x 2 or 3 x 3 arrowhead matrix (central row and column, the
+    rest diagonal) in closed form: eigenvalues from the characteristic polynomial (quadratic,
+    or the trigonometric form of the cubic) refined by Newton steps on the secular equation
+    lam - s00 - sum_j s0j^2 / (lam - sjj) = 0; eigenvectors (1, s0j / (lam - sjj)) normalised.
+    Returns False (nothing usable written) when a coupling vanishes or two peripheral
+    diagonals almost coincide, where those formulas lose accuracy: the caller uses Jacobi."""
+    n = s.shape[0]
+    d0 = s[0, 0]
+    scale = abs(d0)
+    for j in range(1, n):
+        scale = max(scale, abs(s[j, j]), abs(s[0, j]))
+    for j in range(1, n):
+        if abs(s[0, j]) <= 1e-8 * scale:
+            return False
+        for k in range(j + 1, n):
+            if abs(s[j, j] - s[k, k]) <= 1e-6 * scale:
+                return False
+    if n == 2:
+        half_tr = 0.5 * (d0 + s[1, 1])
+        gap = math.hypot(0.5 * (d0 - s[1, 1]), s[0, 1])
+        lam[0] = half_tr - gap
+        lam[1] = half_tr + gap
+    else:
+        d1 = s[1, 1]
+        d2 = s[2, 2]
+        z1 = s[0, 1] * s[0, 1]
+        z2 = s[0, 2] * s[0, 2]
+        # det(lam I - S) = lam^3 + a lam^2 + b lam + c
+        a = -(d0 + d1 + d2)
+        b = d0 * d1 + d0 * d2 + d1 * d2 - z1 - z2
+        c = -(d0 * d1 * d2 - z1 * d2 - z2 * d1)
+        p = b - a * a / 3.0
+        q = 2.0 * a * a * a / 27.0 - a * b / 3.0 + c
+        if p >= 0.0:
+            return False  # a symmetric matrix with distinct roots has p < 0
+        r = 2.0 * math.sqrt(-p / 3.0)
+        arg = 3.0 * q / (p * r)
+        theta = math.acos(min(1.0, max(-1.0, arg))) / 3.0
+        for k in range(3):
+            lam[k] = r * math.cos(theta - 2.0 * math.pi * k / 3.0) - a / 3.0
+    for k in range(n):
+        x = lam[k]
+        for _it in range(3):
+            f = x - d0
+            fp = 1.0
+            for j in range(1, n):
+                inv = 1.0 / (x - s[j, j])
+                zz = s[0, j] * s[0, j]
+                f -= zz * inv
+                fp += zz * inv * inv
+            step = f / fp
+            x -= step
+            if abs(step) <= 1e-15 * abs(x):
+                break
+        lam[k] = x
+        norm = 1.0
+        for j in range(1, n):
+            vec[j, k] = s[0, j] / (x - s[j, j])
+            norm += vec[j, k] * vec[j, k]
+        inv_norm = 1.0 / math.sqrt(norm)
+        vec[0, k] = inv_norm
+        for j in range(1, n):
+            vec[j, k] *= inv_norm
+    return True
+
+
+@njit(cache=True, error_model="numpy")
 def _block_eigen(volume, flow, clearance, lam, vec, s):  # pragma: no cover - compiled
     """Eigen-decomposition of V^-1/2 M V^-1/2 for a mammillary block with elimination from
-    any compartment (s: n x n work array)."""
+    any compartment (s: n x n work array): closed form for 2 or 3 compartments, cyclic
+    Jacobi otherwise or where the closed form would lose accuracy."""
     n = volume.shape[0]
     s[:, :] = 0.0
     total_flow = 0.0
@@ -201,10 +270,16 @@ def _block_eigen(volume, flow, clearance, lam, vec, s):  # pragma: no cover - co
         s[0, j] = off
         s[j, 0] = off
     s[0, 0] = -(total_flow + clearance[0]) / volume[0]
+    if n == 1:
+        lam[0] = s[0, 0]
+        vec[0, 0] = 1.0
+        return
+    if (n == 2 or n == 3) and _arrowhead_eigh(s, lam, vec):
+        return
     _jacobi_eigh(s, lam, vec)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _separate_pole(mu, fac, slot, n_slots):  # pragma: no cover - compiled
     """Move mu[slot] away from poles of other factors in slots before it (see module doc)."""
     for _attempt in range(8):
@@ -222,7 +297,7 @@ def _separate_pole(mu, fac, slot, n_slots):  # pragma: no cover - compiled
             return
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _combine(mu, rf, fac, use, out):  # pragma: no cover - compiled
     """Residues of the product of the factors flagged in `use`: at a pole of factor f, its own
     residue times the other factors' transfer functions evaluated there."""
@@ -244,7 +319,7 @@ def _combine(mu, rf, fac, use, out):  # pragma: no cover - compiled
         out[slot] = value
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _decompose(
     par_v,
     par_q,
@@ -311,7 +386,7 @@ def _decompose(
             )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _decompose_one(
     i,
     par_v,

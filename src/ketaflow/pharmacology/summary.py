@@ -157,25 +157,48 @@ def _side_sign(coef, lam, em, delta, n, t, right):  # pragma: no cover - compile
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _log_ratio(x, coef, level, lam, em, delta, n, const):  # pragma: no cover - compiled
-    """For g = P - N at x: the sign of g, phi = log(P / N), its Newton and Halley steps, whether
-    g is at rounding level (its sign then means nothing), and the level there."""
+    """For g = P - N at x: the sign of g, phi = log(P / N) with its first two derivatives
+    (NaN where a part vanishes), whether g is at rounding level (its sign then means
+    nothing), and the level there."""
     p, q, p1, q1, p2, q2, anti = _eval(x, coef, level, lam, em, delta, n, const)
     if p <= 0.0 or q <= 0.0:
-        return (1 if p > q else -1), math.nan, math.nan, p == q, anti
+        return (1 if p > q else -1), math.nan, math.nan, math.nan, p == q, anti
     diff = p - q
     side = 0 if diff == 0.0 else (1 if diff > 0.0 else -1)
-    phi = math.log(p / q)
     dp = p1 / p
     dq = q1 / q
-    d1 = dp - dq
-    if d1 == 0.0:
-        return side, phi, math.nan, abs(diff) <= NOISE * (p + q), anti
     d2 = p2 / p - dp * dp - q2 / q + dq * dq
+    return side, math.log(p / q), dp - dq, d2, abs(diff) <= NOISE * (p + q), anti
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _halley_step(phi, d1, d2):  # pragma: no cover - compiled
+    """The step to the zero of phi: Halley's when its correction is modest, else Newton's."""
+    if not (math.isfinite(phi) and math.isfinite(d1)) or d1 == 0.0:
+        return math.nan
     newton = phi / d1
-    # Halley's correction when it is a modest one; plain Newton otherwise
     h = 0.5 * newton * d2 / d1
-    step = newton / (1.0 - h) if abs(h) < 0.5 else newton
-    return side, phi, step, abs(diff) <= NOISE * (p + q), anti
+    return newton / (1.0 - h) if abs(h) < 0.5 else newton
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _end_step(phi, d1, d2, direction):  # pragma: no cover - compiled
+    """From an end of the bracket, the step into it (sign `direction`) to the nearest zero of
+    the quadratic model phi + d1 s + d2 s^2 / 2, else Newton's step; NaN if neither points
+    inward. The quadratic matters where the end is a maximum (d1 = 0)."""
+    if not (math.isfinite(phi) and math.isfinite(d1)):
+        return math.nan
+    best = math.nan
+    if math.isfinite(d2) and d2 != 0.0:
+        disc = d1 * d1 - 2.0 * d2 * phi
+        if disc >= 0.0:
+            qq = -(d1 + math.copysign(math.sqrt(disc), d1))
+            for s_ in (qq / d2, 2.0 * phi / qq if qq != 0.0 else math.nan):
+                if math.isfinite(s_) and s_ * direction > 0.0 and not abs(s_) >= abs(best):
+                    best = s_
+    if math.isnan(best) and d1 != 0.0 and -phi / d1 * direction > 0.0:
+        best = -phi / d1
+    return best
 
 
 @njit(cache=True, error_model="numpy")
@@ -183,27 +206,28 @@ def _root(coef, level, lam, em, delta, n, const, lo, hi, s_lo):  # pragma: no co
     """The zero in (lo, hi) of g(t) = sum_m coef_m exp(lam_m t) + const, given that g has the
     sign s_lo just right of lo and the opposite sign just left of hi, and no other zero.
     Returns it, the last point evaluated (within the final step of it) and the level there
-    (so a maximum's time and value agree to rounding). Halley steps on log P - log N kept inside a
-    shrinking bracket, starting from the lower end (from the upper one if that step leaves the
-    bracket); bisection whenever a step would leave it. An end can be a zero of g itself (the
-    slope of a level that starts at zero): rounding-level values within 1e-6 of the bracket
-    from an end count as that end's side."""
+    (so a maximum's time and value agree to rounding). Halley steps on log P - log N kept
+    inside a shrinking bracket, starting from a quadratic model at the lower end (at the upper
+    one if that lands outside); bisection whenever a step would leave the bracket. An end
+    can be a zero of g itself (the slope of a level that starts at zero): rounding-level
+    values within 1e-6 of the bracket from an end count as that end's side."""
     lo0 = lo
     hi0 = hi
     guard = 1e-6 * (hi - lo)
     x = math.nan
-    _, _, step, noisy, _ = _log_ratio(lo, coef, level, lam, em, delta, n, const)
-    if not noisy and math.isfinite(step):
-        x = lo - step
+    _, phi, d1, d2, noisy, _ = _log_ratio(lo, coef, level, lam, em, delta, n, const)
+    if not noisy:
+        x = lo + _end_step(phi, d1, d2, 1.0)
     if not (lo < x < hi):
-        _, _, step, noisy, _ = _log_ratio(hi, coef, level, lam, em, delta, n, const)
-        if not noisy and math.isfinite(step):
-            x = hi - step
+        _, phi, d1, d2, noisy, _ = _log_ratio(hi, coef, level, lam, em, delta, n, const)
+        if not noisy:
+            x = hi + _end_step(phi, d1, d2, -1.0)
     if not (lo < x < hi):
         x = 0.5 * (lo + hi)
     anti = 0.0
     for _it in range(200):
-        side, _, step, noisy, anti = _log_ratio(x, coef, level, lam, em, delta, n, const)
+        side, phi, d1, d2, noisy, anti = _log_ratio(x, coef, level, lam, em, delta, n, const)
+        step = _halley_step(phi, d1, d2)
         if noisy:
             if x - lo0 > guard and hi0 - x > guard:
                 return x, x, anti
