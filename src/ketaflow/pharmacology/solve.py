@@ -386,7 +386,7 @@ def _decompose(
             )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _decompose_one(
     i,
     par_v,

@@ -77,11 +77,17 @@ def _exp_at(lam_m, t, em_m, delta):  # pragma: no cover - compiled
     return math.exp(lam_m * t)
 
 
+# Rows of the per-interval work array `wk` (one row per quantity, one column per mode): a
+# single array crosses the one call that is not inlined (`_root`), since every array passed
+# to a compiled call costs two atomic reference-count updates.
+LAM, EM, ALPHA, DCOEF = range(4)
+
+
 @njit(cache=True, inline="always", error_model="numpy")
-def _eval(t, coef, level, lam, em, delta, n, const):  # pragma: no cover - compiled
-    """g(t) = sum_m coef_m exp(lam_m t) + const as its positive and negative parts P and N,
-    their first and second derivatives, and sum_m level_m exp(lam_m t) (with level_m =
-    coef_m / lam_m where g is a slope: the level itself)."""
+def _eval(t, wk, coef, level, delta, n, const):  # pragma: no cover - compiled
+    """g(t) = sum_m wk[coef, m] exp(lam_m t) + const as its positive and negative parts P and
+    N, their first and second derivatives, and sum_m wk[level, m] exp(lam_m t) (the level
+    itself where g is its slope)."""
     pos = max(const, 0.0)
     neg = -min(const, 0.0)
     pos1 = 0.0
@@ -90,12 +96,12 @@ def _eval(t, coef, level, lam, em, delta, n, const):  # pragma: no cover - compi
     neg2 = 0.0
     anti = 0.0
     for m in range(n):
-        c = coef[m]
+        c = wk[coef, m]
         if c == 0.0:
             continue
-        lm = lam[m]
-        x = _exp_at(lm, t, em[m], delta)
-        anti += level[m] * x
+        lm = wk[LAM, m]
+        x = _exp_at(lm, t, wk[EM, m], delta)
+        anti += wk[level, m] * x
         e = c * x
         # branch-free split: the signs of the terms are not predictable
         ep = max(e, 0.0)
@@ -110,20 +116,20 @@ def _eval(t, coef, level, lam, em, delta, n, const):  # pragma: no cover - compi
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _sign_changes(coef, lam, em, delta, n, t, order):  # pragma: no cover - compiled
-    """Laguerre's bound on the zeros beyond t of sum_m coef_m exp(lam_m x): sign changes of
-    the partial sums of the coefficients shifted to t, poles in decreasing order."""
+def _sign_changes(wk, coef, delta, n, t, order):  # pragma: no cover - compiled
+    """Laguerre's bound on the zeros beyond t of sum_m wk[coef, m] exp(lam_m x): sign changes
+    of the partial sums of the coefficients shifted to t, poles in decreasing order."""
     scale = 0.0
     for m in range(n):
-        scale += abs(coef[m]) * _exp_at(lam[m], t, em[m], delta)
+        scale += abs(wk[coef, m]) * _exp_at(wk[LAM, m], t, wk[EM, m], delta)
     changes = 0
     sign = 0
     partial = 0.0
     for k in range(n):
         m = order[k]
-        if coef[m] == 0.0:
+        if wk[coef, m] == 0.0:
             continue
-        partial += coef[m] * _exp_at(lam[m], t, em[m], delta)
+        partial += wk[coef, m] * _exp_at(wk[LAM, m], t, wk[EM, m], delta)
         if abs(partial) <= NOISE * scale:
             continue
         s = 1 if partial > 0.0 else -1
@@ -134,19 +140,10 @@ def _sign_changes(coef, lam, em, delta, n, t, order):  # pragma: no cover - comp
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _side_sign(coef, lam, em, delta, n, t, right):  # pragma: no cover - compiled
-    """Sign of sum_m coef_m exp(lam_m x) just right (or left) of x = t: its own sign unless it
-    is rounding noise, then the sign of its derivative (flipped on the left)."""
-    value = 0.0
-    size = 0.0
-    slope = 0.0
-    slope_size = 0.0
-    for m in range(n):
-        e = coef[m] * _exp_at(lam[m], t, em[m], delta)
-        value += e
-        size += abs(e)
-        slope += lam[m] * e
-        slope_size += abs(lam[m] * e)
+def _sign_from(value, size, slope, slope_size, right):  # pragma: no cover - compiled
+    """The sign of a sum just right (or left) of a point, from its value and slope there and
+    the sums of their terms' magnitudes: the value's sign unless it is rounding noise, then
+    the slope's (flipped on the left); 0 if both are noise."""
     if abs(value) > NOISE * size:
         return 1 if value > 0.0 else -1
     if abs(slope) <= NOISE * slope_size or slope == 0.0:
@@ -156,78 +153,78 @@ def _side_sign(coef, lam, em, delta, n, t, right):  # pragma: no cover - compile
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _log_ratio(x, coef, level, lam, em, delta, n, const):  # pragma: no cover - compiled
-    """For g = P - N at x: the sign of g, phi = log(P / N) with its first two derivatives
-    (NaN where a part vanishes), whether g is at rounding level (its sign then means
-    nothing), and the level there."""
-    p, q, p1, q1, p2, q2, anti = _eval(x, coef, level, lam, em, delta, n, const)
+def _side_sign(wk, coef, delta, n, t, right):  # pragma: no cover - compiled
+    """Sign of sum_m wk[coef, m] exp(lam_m x) just right (or left) of x = t (`_sign_from`)."""
+    value = 0.0
+    size = 0.0
+    slope = 0.0
+    slope_size = 0.0
+    for m in range(n):
+        lm = wk[LAM, m]
+        e = wk[coef, m] * _exp_at(lm, t, wk[EM, m], delta)
+        value += e
+        size += abs(e)
+        slope += lm * e
+        slope_size += abs(lm * e)
+    return _sign_from(value, size, slope, slope_size, right)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _log_ratio(x, wk, coef, level, delta, n, const):  # pragma: no cover - compiled
+    """For g = P - N at x: the sign of g, phi = log(P / N), its Newton and Halley steps, whether
+    g is at rounding level (its sign then means nothing), and the level there."""
+    p, q, p1, q1, p2, q2, anti = _eval(x, wk, coef, level, delta, n, const)
     if p <= 0.0 or q <= 0.0:
-        return (1 if p > q else -1), math.nan, math.nan, math.nan, p == q, anti
+        return (1 if p > q else -1), math.nan, math.nan, p == q, anti
     diff = p - q
     side = 0 if diff == 0.0 else (1 if diff > 0.0 else -1)
+    phi = math.log(p / q)
     dp = p1 / p
     dq = q1 / q
+    d1 = dp - dq
+    if d1 == 0.0:
+        return side, phi, math.nan, abs(diff) <= NOISE * (p + q), anti
     d2 = p2 / p - dp * dp - q2 / q + dq * dq
-    return side, math.log(p / q), dp - dq, d2, abs(diff) <= NOISE * (p + q), anti
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _halley_step(phi, d1, d2):  # pragma: no cover - compiled
-    """The step to the zero of phi: Halley's when its correction is modest, else Newton's."""
-    if not (math.isfinite(phi) and math.isfinite(d1)) or d1 == 0.0:
-        return math.nan
     newton = phi / d1
+    # Halley's correction when it is a modest one; plain Newton otherwise
     h = 0.5 * newton * d2 / d1
-    return newton / (1.0 - h) if abs(h) < 0.5 else newton
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _end_step(phi, d1, d2, direction):  # pragma: no cover - compiled
-    """From an end of the bracket, the step into it (sign `direction`) to the nearest zero of
-    the quadratic model phi + d1 s + d2 s^2 / 2, else Newton's step; NaN if neither points
-    inward. The quadratic matters where the end is a maximum (d1 = 0)."""
-    if not (math.isfinite(phi) and math.isfinite(d1)):
-        return math.nan
-    best = math.nan
-    if math.isfinite(d2) and d2 != 0.0:
-        disc = d1 * d1 - 2.0 * d2 * phi
-        if disc >= 0.0:
-            qq = -(d1 + math.copysign(math.sqrt(disc), d1))
-            for s_ in (qq / d2, 2.0 * phi / qq if qq != 0.0 else math.nan):
-                if math.isfinite(s_) and s_ * direction > 0.0 and not abs(s_) >= abs(best):
-                    best = s_
-    if math.isnan(best) and d1 != 0.0 and -phi / d1 * direction > 0.0:
-        best = -phi / d1
-    return best
+    step = newton / (1.0 - h) if abs(h) < 0.5 else newton
+    return side, phi, step, abs(diff) <= NOISE * (p + q), anti
 
 
 @njit(cache=True, error_model="numpy")
-def _root(coef, level, lam, em, delta, n, const, lo, hi, s_lo):  # pragma: no cover - compiled
-    """The zero in (lo, hi) of g(t) = sum_m coef_m exp(lam_m t) + const, given that g has the
-    sign s_lo just right of lo and the opposite sign just left of hi, and no other zero.
+def _root(wk, coef, level, delta, n, const, lo, hi, s_lo):  # pragma: no cover - compiled
+    """The zero in (lo, hi) of g(t) = sum_m wk[coef, m] exp(lam_m t) + const, given that g has
+    the sign s_lo just right of lo and the opposite sign just left of hi, and no other zero.
     Returns it, the last point evaluated (within the final step of it) and the level there
     (so a maximum's time and value agree to rounding). Halley steps on log P - log N kept
-    inside a shrinking bracket, starting from a quadratic model at the lower end (at the upper
-    one if that lands outside); bisection whenever a step would leave the bracket. An end
-    can be a zero of g itself (the slope of a level that starts at zero): rounding-level
-    values within 1e-6 of the bracket from an end count as that end's side."""
+    inside a shrinking bracket, starting from the lower end (from the upper one if that step
+    leaves the bracket); bisection whenever a step would leave it. An end can be a zero of g
+    itself (the slope of a level that starts at zero): rounding-level values within 1e-6 of
+    the bracket from an end count as that end's side."""
     lo0 = lo
     hi0 = hi
     guard = 1e-6 * (hi - lo)
     x = math.nan
-    _, phi, d1, d2, noisy, _ = _log_ratio(lo, coef, level, lam, em, delta, n, const)
-    if not noisy:
-        x = lo + _end_step(phi, d1, d2, 1.0)
-    if not (lo < x < hi):
-        _, phi, d1, d2, noisy, _ = _log_ratio(hi, coef, level, lam, em, delta, n, const)
-        if not noisy:
-            x = hi + _end_step(phi, d1, d2, -1.0)
-    if not (lo < x < hi):
-        x = 0.5 * (lo + hi)
+    # the first one or two evaluations are at the ends (free there: see _exp_at), through the
+    # loop's single call site so that _eval is inlined once
+    phase = 0
     anti = 0.0
-    for _it in range(200):
-        side, phi, d1, d2, noisy, anti = _log_ratio(x, coef, level, lam, em, delta, n, const)
-        step = _halley_step(phi, d1, d2)
+    for _it in range(202):
+        at = lo if phase == 0 else (hi if phase == 1 else x)
+        side, _, step, noisy, anti = _log_ratio(at, wk, coef, level, delta, n, const)
+        if phase == 0:
+            if not noisy and math.isfinite(step):
+                x = lo - step
+            phase = 2 if lo < x < hi else 1
+            continue
+        if phase == 1:
+            if not noisy and math.isfinite(step):
+                x = hi - step
+            if not (lo < x < hi):
+                x = 0.5 * (lo + hi)
+            phase = 2
+            continue
         if noisy:
             if x - lo0 > guard and hi0 - x > guard:
                 return x, x, anti
@@ -250,31 +247,30 @@ def _root(coef, level, lam, em, delta, n, const, lo, hi, s_lo):  # pragma: no co
 
 
 @njit(cache=True, error_model="numpy")
-def _critical_points(
-    dcoef, alpha, lam, em, delta, n, order, scan_step, crit, crit_anti
-):  # pragma: no cover - compiled
-    """Zeros of f'(t) = sum_m dcoef_m exp(lam_m t) in (0, delta), in increasing order, written
-    to crit (with f' 's level there to crit_anti); returns their number."""
+def _critical_points(wk, delta, n, order, scan_step, crit, crit_anti):  # pragma: no cover
+    """Zeros of f'(t) = sum_m wk[DCOEF, m] exp(lam_m t) in (0, delta), in increasing order,
+    written to crit (with the level f there, less its constant, to crit_anti); returns their
+    number."""
     n_crit = 0
     t_lo = 0.0
-    s_lo = _side_sign(dcoef, lam, em, delta, n, 0.0, True)
+    s_lo = _side_sign(wk, DCOEF, delta, n, 0.0, True)
     while n_crit < crit.shape[0]:
-        if _sign_changes(dcoef, lam, em, delta, n, t_lo, order) <= 1:
+        if _sign_changes(wk, DCOEF, delta, n, t_lo, order) <= 1:
             t_hi = delta
             last = True
         else:
             t_hi = min(delta, t_lo + scan_step)
             last = t_hi >= delta
-        s_hi = _side_sign(dcoef, lam, em, delta, n, t_hi, False)
+        s_hi = _side_sign(wk, DCOEF, delta, n, t_hi, False)
         if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
             _, crit[n_crit], crit_anti[n_crit] = _root(
-                dcoef, alpha, lam, em, delta, n, 0.0, t_lo, t_hi, s_lo
+                wk, DCOEF, ALPHA, delta, n, 0.0, t_lo, t_hi, s_lo
             )
             n_crit += 1
         if last:
             break
         t_lo = t_hi
-        s_lo = _side_sign(dcoef, lam, em, delta, n, t_lo, True)
+        s_lo = _side_sign(wk, DCOEF, delta, n, t_lo, True)
     return n_crit
 
 
@@ -354,14 +350,15 @@ def _summarize_block(
     n_modes = mode_path.shape[0]
     n_out = outputs.shape[0]
     n_ev = ev_path.shape[0]
-    lam = np.empty(n_modes)
+    wk = np.empty((4, n_modes))
+    lam = wk[LAM]
+    em = wk[EM]
+    alpha = wk[ALPHA]
+    dcoef = wk[DCOEF]
     res = np.empty((n_out, n_modes))
     z = np.empty(n_modes)
     w = np.empty(n_modes)
-    em = np.empty(n_modes)
     integ = np.empty(n_modes)
-    alpha = np.empty(n_modes)
-    dcoef = np.empty(n_modes)
     order = np.empty(n_modes, dtype=np.int64)
     rate = np.empty(poles.shape[1])
     edges = np.empty(2 * n_ev + 2)
@@ -369,245 +366,213 @@ def _summarize_block(
     crit_anti = np.empty(MAX_CRITICAL)
     state = np.empty((n_out, 6))
     for i in range(i0, i1):
-        _summarize_one(
-            i,
-            poles,
-            residues,
-            ev_path,
-            ev_start,
-            ev_dur,
-            ev_amt,
-            outputs,
-            thresholds,
-            horizon,
-            scan_step,
-            out,
-            mode_path,
-            mode_slot,
-            lam,
-            res,
-            z,
-            w,
-            em,
-            integ,
-            alpha,
-            dcoef,
-            order,
-            rate,
-            edges,
-            crit,
-            crit_anti,
-            state,
-        )
+        for m in range(n_modes):
+            lam[m] = poles[i, mode_path[m], mode_slot[m]]
+            for q in range(n_out):
+                res[q, m] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
+            z[m] = 0.0
+        # modes by decreasing pole (slowest first), for the rule of signs
+        for m in range(n_modes):
+            order[m] = m
+        for a_ in range(1, n_modes):
+            key = order[a_]
+            b_ = a_ - 1
+            while b_ >= 0 and lam[order[b_]] < lam[key]:
+                order[b_ + 1] = order[b_]
+                b_ -= 1
+            order[b_ + 1] = key
+        # dose edges inside (0, horizon), with both ends
+        n_edges = 0
+        edges[n_edges] = 0.0
+        n_edges += 1
+        for e in range(n_ev):
+            if ev_amt[i, e] == 0.0:
+                continue
+            s0 = ev_start[i, e]
+            if 0.0 < s0 < horizon:
+                edges[n_edges] = s0
+                n_edges += 1
+            if ev_dur[e] > 0.0 and 0.0 < s0 + ev_dur[e] < horizon:
+                edges[n_edges] = s0 + ev_dur[e]
+                n_edges += 1
+        edges[n_edges] = horizon
+        n_edges += 1
+        for a_ in range(1, n_edges):  # insertion sort: a handful of edges
+            key = edges[a_]
+            b_ = a_ - 1
+            while b_ >= 0 and edges[b_] > key:
+                edges[b_ + 1] = edges[b_]
+                b_ -= 1
+            edges[b_ + 1] = key
+        for q in range(n_out):
+            state[q, S_CMAX] = 0.0
+            state[q, S_TMAX] = 0.0
+            state[q, S_ABOVE] = 0.0
+            state[q, S_SINCE] = 0.0
+            state[q, S_TIME_ABOVE] = 0.0
+            state[q, S_LAST_DOWN] = 0.0
+            out[i, q, AUC_HORIZON] = 0.0
+        for k in range(n_edges - 1):
+            a = edges[k]
+            b = edges[k + 1]
+            if b <= a:
+                continue  # a repeated edge: its boluses are given with the next interval
+            # boluses given at a, and the infusion rates that hold over (a, b)
+            for p in range(rate.shape[0]):
+                rate[p] = 0.0
+            for e in range(n_ev):
+                amt = ev_amt[i, e]
+                if amt == 0.0:
+                    continue
+                s0 = ev_start[i, e]
+                d = ev_dur[e]
+                if d <= 0.0:
+                    if s0 == a:
+                        for m in range(n_modes):
+                            if mode_path[m] == ev_path[e]:
+                                z[m] += amt
+                elif s0 <= a and s0 + d >= b:
+                    rate[ev_path[e]] += amt / d
+            delta = b - a
+            for m in range(n_modes):
+                lm = lam[m]
+                w[m] = z[m] + rate[mode_path[m]] / lm
+                em[m] = math.expm1(lm * delta)
+                integ[m] = _expm1_integral(lm * delta, em[m], delta)
+            for q in range(n_out):
+                thr = thresholds[q]
+                f_a = 0.0
+                const = 0.0
+                auc = 0.0
+                for m in range(n_modes):
+                    r = res[q, m]
+                    alpha[m] = r * w[m]
+                    f_a += r * z[m]
+                    const -= r * rate[mode_path[m]] / lam[m]
+                    auc += alpha[m] * integ[m]
+                out[i, q, AUC_HORIZON] += f_a * delta + auc
+                # a bolus may carry the level across the threshold at the instant it is given
+                if (f_a > thr) != (state[q, S_ABOVE] > 0.0):
+                    up = f_a > thr
+                    since, above_for, down_at = _crossing(
+                        a, up, state[q, S_SINCE], state[q, S_TIME_ABOVE], state[q, S_LAST_DOWN]
+                    )
+                    state[q, S_SINCE] = since
+                    state[q, S_TIME_ABOVE] = above_for
+                    state[q, S_LAST_DOWN] = down_at
+                    state[q, S_ABOVE] = 1.0 if up else 0.0
+                if f_a > state[q, S_CMAX]:
+                    state[q, S_CMAX] = f_a
+                    state[q, S_TMAX] = a
+                # critical points: the slope's sign at both ends and the rule of signs at the
+                # start need no exp (exp(0) = 1, exp(lam delta) = 1 + em); only where the bound
+                # exceeds 1 does the general scan run
+                v0_ = 0.0
+                a0_ = 0.0
+                s0_ = 0.0
+                sa0_ = 0.0
+                v1_ = 0.0
+                a1_ = 0.0
+                s1_ = 0.0
+                sa1_ = 0.0
+                for m in range(n_modes):
+                    d = alpha[m] * lam[m]
+                    dcoef[m] = d
+                    v0_ += d
+                    a0_ += abs(d)
+                    s0_ += lam[m] * d
+                    sa0_ += abs(lam[m] * d)
+                    e = d * (1.0 + em[m])
+                    v1_ += e
+                    a1_ += abs(e)
+                    s1_ += lam[m] * e
+                    sa1_ += abs(lam[m] * e)
+                changes = _sign_changes(wk, DCOEF, delta, n_modes, 0.0, order)
+                if changes <= 1:
+                    n_crit = 0
+                    s_lo = _sign_from(v0_, a0_, s0_, sa0_, True)
+                    s_hi = _sign_from(v1_, a1_, s1_, sa1_, False)
+                    if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
+                        _, crit[0], crit_anti[0] = _root(
+                            wk, DCOEF, ALPHA, delta, n_modes, 0.0, 0.0, delta, s_lo
+                        )
+                        n_crit = 1
+                else:
+                    n_crit = _critical_points(wk, delta, n_modes, order, scan_step, crit, crit_anti)
+                # threshold: f is monotone between consecutive critical points, where
+                # f = const + sum_m alpha_m exp(lam_m t) = const + (level of f')
+                t0 = 0.0
+                v0 = f_a
+                for c in range(n_crit + 1):
+                    if c < n_crit:
+                        t1 = crit[c]
+                        v1 = const + crit_anti[c]
+                    else:
+                        t1 = delta
+                        v1 = f_a
+                        for m in range(n_modes):
+                            v1 += alpha[m] * em[m]
+                    if v1 > state[q, S_CMAX]:
+                        state[q, S_CMAX] = v1
+                        state[q, S_TMAX] = a + t1
+                    if (v0 > thr) != (v1 > thr):
+                        up = v1 > thr
+                        x, _, _ = _root(
+                            wk, ALPHA, ALPHA, delta, n_modes, const - thr, t0, t1, -1 if up else 1
+                        )
+                        tc = a + x
+                        since, above_for, down_at = _crossing(
+                            tc, up, state[q, S_SINCE], state[q, S_TIME_ABOVE], state[q, S_LAST_DOWN]
+                        )
+                        state[q, S_SINCE] = since
+                        state[q, S_TIME_ABOVE] = above_for
+                        state[q, S_LAST_DOWN] = down_at
+                        state[q, S_ABOVE] = 1.0 if up else 0.0
+                    t0 = t1
+                    v0 = v1
+            for m in range(n_modes):
+                z[m] += w[m] * em[m]
+        for q in range(n_out):
+            o = outputs[q]
+            out[i, q, CMAX] = state[q, S_CMAX]
+            out[i, q, TMAX] = state[q, S_TMAX]
+            if state[q, S_ABOVE] > 0.0:
+                out[i, q, TIME_ABOVE] = state[q, S_TIME_ABOVE] + horizon - state[q, S_SINCE]
+                out[i, q, TIME_TO_BELOW] = np.nan
+            else:
+                out[i, q, TIME_ABOVE] = state[q, S_TIME_ABOVE]
+                out[i, q, TIME_TO_BELOW] = state[q, S_LAST_DOWN]
+            # AUC to infinity of every dose; terminal half-life: the slowest mode the output carries
+            largest = 0.0
+            for m in range(n_modes):
+                largest = max(largest, abs(res[q, m]))
+            auc_inf = 0.0
+            slowest = 0.0
+            for e in range(n_ev):
+                amt = ev_amt[i, e]
+                if amt == 0.0:
+                    continue
+                for m in range(n_modes):
+                    if mode_path[m] != ev_path[e]:
+                        continue
+                    r = residues[i, mode_path[m], o, mode_slot[m]]
+                    auc_inf += amt * r / (-lam[m])
+                    if abs(r) > 1e-12 * largest and (slowest == 0.0 or -lam[m] < slowest):
+                        slowest = -lam[m]
+            out[i, q, AUC_INF] = auc_inf
+            out[i, q, HALF_LIFE] = math.log(2.0) / slowest if slowest > 0.0 else np.nan
 
 
-# Columns of the per-output running state in `_summarize_one`.
+# Columns of the per-output running state in `_summarize_block`.
 S_CMAX, S_TMAX, S_ABOVE, S_SINCE, S_TIME_ABOVE, S_LAST_DOWN = range(6)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _cross(state, q, t, now_above):  # pragma: no cover - compiled
+def _crossing(t, now_above, since, time_above, last_down):  # pragma: no cover - compiled
+    """(since, time above, last down-crossing) after crossing the threshold at t."""
     if now_above:
-        state[q, S_SINCE] = t
-    else:
-        state[q, S_TIME_ABOVE] += t - state[q, S_SINCE]
-        state[q, S_LAST_DOWN] = t
-    state[q, S_ABOVE] = 1.0 if now_above else 0.0
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _summarize_one(
-    i,
-    poles,
-    residues,
-    ev_path,
-    ev_start,
-    ev_dur,
-    ev_amt,
-    outputs,
-    thresholds,
-    horizon,
-    scan_step,
-    out,
-    mode_path,
-    mode_slot,
-    lam,
-    res,
-    z,
-    w,
-    em,
-    integ,
-    alpha,
-    dcoef,
-    order,
-    rate,
-    edges,
-    crit,
-    crit_anti,
-    state,
-):  # pragma: no cover - compiled
-    n_modes = mode_path.shape[0]
-    n_out = outputs.shape[0]
-    n_ev = ev_path.shape[0]
-    for m in range(n_modes):
-        lam[m] = poles[i, mode_path[m], mode_slot[m]]
-        for q in range(n_out):
-            res[q, m] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
-        z[m] = 0.0
-    # modes by decreasing pole (slowest first), for the rule of signs
-    for m in range(n_modes):
-        order[m] = m
-    for a_ in range(1, n_modes):
-        key = order[a_]
-        b_ = a_ - 1
-        while b_ >= 0 and lam[order[b_]] < lam[key]:
-            order[b_ + 1] = order[b_]
-            b_ -= 1
-        order[b_ + 1] = key
-    # dose edges inside (0, horizon), with both ends
-    n_edges = 0
-    edges[n_edges] = 0.0
-    n_edges += 1
-    for e in range(n_ev):
-        if ev_amt[i, e] == 0.0:
-            continue
-        s0 = ev_start[i, e]
-        if 0.0 < s0 < horizon:
-            edges[n_edges] = s0
-            n_edges += 1
-        if ev_dur[e] > 0.0 and 0.0 < s0 + ev_dur[e] < horizon:
-            edges[n_edges] = s0 + ev_dur[e]
-            n_edges += 1
-    edges[n_edges] = horizon
-    n_edges += 1
-    for a_ in range(1, n_edges):  # insertion sort: a handful of edges
-        key = edges[a_]
-        b_ = a_ - 1
-        while b_ >= 0 and edges[b_] > key:
-            edges[b_ + 1] = edges[b_]
-            b_ -= 1
-        edges[b_ + 1] = key
-    for q in range(n_out):
-        state[q, S_CMAX] = 0.0
-        state[q, S_TMAX] = 0.0
-        state[q, S_ABOVE] = 0.0
-        state[q, S_SINCE] = 0.0
-        state[q, S_TIME_ABOVE] = 0.0
-        state[q, S_LAST_DOWN] = 0.0
-        out[i, q, AUC_HORIZON] = 0.0
-    for k in range(n_edges - 1):
-        a = edges[k]
-        b = edges[k + 1]
-        if b <= a:
-            continue  # a repeated edge: its boluses are given with the next interval
-        # boluses given at a, and the infusion rates that hold over (a, b)
-        for p in range(rate.shape[0]):
-            rate[p] = 0.0
-        for e in range(n_ev):
-            amt = ev_amt[i, e]
-            if amt == 0.0:
-                continue
-            s0 = ev_start[i, e]
-            d = ev_dur[e]
-            if d <= 0.0:
-                if s0 == a:
-                    for m in range(n_modes):
-                        if mode_path[m] == ev_path[e]:
-                            z[m] += amt
-            elif s0 <= a and s0 + d >= b:
-                rate[ev_path[e]] += amt / d
-        delta = b - a
-        for m in range(n_modes):
-            lm = lam[m]
-            w[m] = z[m] + rate[mode_path[m]] / lm
-            em[m] = math.expm1(lm * delta)
-            integ[m] = _expm1_integral(lm * delta, em[m], delta)
-        for q in range(n_out):
-            thr = thresholds[q]
-            f_a = 0.0
-            const = 0.0
-            auc = 0.0
-            for m in range(n_modes):
-                r = res[q, m]
-                alpha[m] = r * w[m]
-                f_a += r * z[m]
-                const -= r * rate[mode_path[m]] / lam[m]
-                auc += alpha[m] * integ[m]
-            out[i, q, AUC_HORIZON] += f_a * delta + auc
-            # a bolus may carry the level across the threshold at the instant it is given
-            if (f_a > thr) != (state[q, S_ABOVE] > 0.0):
-                _cross(state, q, a, f_a > thr)
-            if f_a > state[q, S_CMAX]:
-                state[q, S_CMAX] = f_a
-                state[q, S_TMAX] = a
-            for m in range(n_modes):
-                dcoef[m] = alpha[m] * lam[m]
-            n_crit = _critical_points(
-                dcoef, alpha, lam, em, delta, n_modes, order, scan_step, crit, crit_anti
-            )
-            # threshold: f is monotone between consecutive critical points, where
-            # f = const + sum_m alpha_m exp(lam_m t) = const + (level of f')
-            t0 = 0.0
-            v0 = f_a
-            for c in range(n_crit + 1):
-                if c < n_crit:
-                    t1 = crit[c]
-                    v1 = const + crit_anti[c]
-                else:
-                    t1 = delta
-                    v1 = f_a
-                    for m in range(n_modes):
-                        v1 += alpha[m] * em[m]
-                if v1 > state[q, S_CMAX]:
-                    state[q, S_CMAX] = v1
-                    state[q, S_TMAX] = a + t1
-                if (v0 > thr) != (v1 > thr):
-                    x, _, _ = _root(
-                        alpha,
-                        alpha,
-                        lam,
-                        em,
-                        delta,
-                        n_modes,
-                        const - thr,
-                        t0,
-                        t1,
-                        1 if v0 > thr else -1,
-                    )
-                    _cross(state, q, a + x, v1 > thr)
-                t0 = t1
-                v0 = v1
-        for m in range(n_modes):
-            z[m] += w[m] * em[m]
-    for q in range(n_out):
-        o = outputs[q]
-        out[i, q, CMAX] = state[q, S_CMAX]
-        out[i, q, TMAX] = state[q, S_TMAX]
-        if state[q, S_ABOVE] > 0.0:
-            out[i, q, TIME_ABOVE] = state[q, S_TIME_ABOVE] + horizon - state[q, S_SINCE]
-            out[i, q, TIME_TO_BELOW] = np.nan
-        else:
-            out[i, q, TIME_ABOVE] = state[q, S_TIME_ABOVE]
-            out[i, q, TIME_TO_BELOW] = state[q, S_LAST_DOWN]
-        # AUC to infinity of every dose; terminal half-life: the slowest mode the output carries
-        largest = 0.0
-        for m in range(n_modes):
-            largest = max(largest, abs(res[q, m]))
-        auc_inf = 0.0
-        slowest = 0.0
-        for e in range(n_ev):
-            amt = ev_amt[i, e]
-            if amt == 0.0:
-                continue
-            for m in range(n_modes):
-                if mode_path[m] != ev_path[e]:
-                    continue
-                r = residues[i, mode_path[m], o, mode_slot[m]]
-                auc_inf += amt * r / (-lam[m])
-                if abs(r) > 1e-12 * largest and (slowest == 0.0 or -lam[m] < slowest):
-                    slowest = -lam[m]
-        out[i, q, AUC_INF] = auc_inf
-        out[i, q, HALF_LIFE] = math.log(2.0) / slowest if slowest > 0.0 else np.nan
+        return t, time_above, last_down
+    return since, time_above + t - since, t
 
 
 def summarize(
