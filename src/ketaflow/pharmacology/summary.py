@@ -278,7 +278,8 @@ def _critical_points(wk, delta, n, order, scan_step, crit, crit_anti):  # pragma
 def _summarize(
     poles,
     residues,
-    active,
+    mode_path,
+    mode_slot,
     ev_path,
     ev_start,
     ev_dur,
@@ -290,22 +291,6 @@ def _summarize(
     out,
 ):  # pragma: no cover - compiled
     n = poles.shape[0]
-    n_paths = poles.shape[1]
-    m_slots = poles.shape[2]
-    n_modes = 0
-    for p in range(n_paths):
-        for s in range(m_slots):
-            if active[p, s]:
-                n_modes += 1
-    mode_path = np.empty(n_modes, dtype=np.int64)
-    mode_slot = np.empty(n_modes, dtype=np.int64)
-    k = 0
-    for p in range(n_paths):
-        for s in range(m_slots):
-            if active[p, s]:
-                mode_path[k] = p
-                mode_slot[k] = s
-                k += 1
     block = 256  # patients per task: work arrays allocated once per task
     for blk in prange((n + block - 1) // block):
         _summarize_block(
@@ -597,10 +582,15 @@ def summarize(
     if ev[1].size and float(ev[1].min()) < 0:
         raise PKInputError("start", "dose times count from the first dose and cannot be negative")
     out = np.empty((n, len(outputs), len(SUMMARY_FIELDS)))
+    # the (path, slot) of every mode in use, in row-major order
+    mode_path, mode_slot = (
+        np.ascontiguousarray(a, dtype=np.int64) for a in np.nonzero(modal.active)
+    )
     _summarize(
         modal.poles,
         modal.residues,
-        modal.active,
+        mode_path,
+        mode_slot,
         *ev,
         np.asarray(outputs, dtype=np.int64),
         np.asarray(thresholds_ng_per_ml, dtype=np.float64),
