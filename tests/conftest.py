@@ -137,8 +137,18 @@ def _build_stack(backend: str, tmp_dir: Path, request: pytest.FixtureRequest) ->
     return Stack(backend, db, settings, server, clock, actors)
 
 
+@pytest.fixture(scope="session")
+def pharmacology_kernels() -> None:
+    """Compile the PK kernels once, as `ketaflow serve` does at start-up: on a cold Numba cache
+    the first PK request would otherwise wait about 30 s for the compiler, past the client's
+    timeout."""
+    from ketaflow.pharmacology.clinical import warm_up
+
+    warm_up()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
-def stack(request, tmp_path_factory) -> Iterator[Stack]:
+def stack(request, tmp_path_factory, pharmacology_kernels) -> Iterator[Stack]:
     built = _build_stack(request.param, tmp_path_factory.mktemp("stack"), request)
     yield built
     built.server.stop()
