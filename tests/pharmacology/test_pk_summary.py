@@ -164,6 +164,13 @@ DOSE = st.tuples(
     st.sampled_from([0.0, 5.0, 40.0, 61.3]),  # IV duration, min (ignored off IV)
 )
 THRESHOLDS = st.tuples(*[st.floats(1.0, 150.0)] * 3)
+# (drug and route, doses, a threshold per output, the seed of the three patients' variability)
+HISTORIES = (
+    st.sampled_from(ROUTES),
+    st.lists(DOSE, min_size=1, max_size=4),
+    THRESHOLDS,
+    st.integers(0, 2**16),
+)
 
 
 def _history(drug: str, route: str, doses, seed: int):
@@ -223,12 +230,7 @@ def _ambiguous(curve: np.ndarray, thr: float) -> bool:
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    st.sampled_from(ROUTES),
-    st.lists(DOSE, min_size=1, max_size=4),
-    THRESHOLDS,
-    st.integers(0, 2**16),
-)
+@given(*HISTORIES)
 def test_summaries_agree_with_dense_evaluation(drug_route, doses, thresholds, seed):
     drug, route = drug_route
     modal, events = _history(drug, route, doses, seed)
@@ -287,12 +289,7 @@ def test_summaries_agree_with_dense_evaluation(drug_route, doses, thresholds, se
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    st.sampled_from(ROUTES),
-    st.lists(DOSE, min_size=1, max_size=4),
-    THRESHOLDS,
-    st.integers(0, 2**16),
-)
+@given(*HISTORIES)
 def test_twice_the_dose_twice_the_exposure(drug_route, doses, thresholds, seed):
     drug, route = drug_route
     modal, events = _history(drug, route, doses, seed)
