@@ -178,16 +178,20 @@ def _log_ratio(x, wk, coef, level, delta, n, const):  # pragma: no cover - compi
         return (1 if p > q else -1), math.nan, math.nan, p == q, anti
     diff = p - q
     side = 0 if diff == 0.0 else (1 if diff > 0.0 else -1)
-    phi = math.log(p / q)
-    dp = p1 / p
-    dq = q1 / q
+    # two divisions where six would do: divisions cost as much as the exps here
+    inv_p = 1.0 / p
+    inv_q = 1.0 / q
+    phi = math.log(p * inv_q)
+    dp = p1 * inv_p
+    dq = q1 * inv_q
     d1 = dp - dq
     if d1 == 0.0:
         return side, phi, math.nan, abs(diff) <= NOISE * (p + q), anti
-    d2 = p2 / p - dp * dp - q2 / q + dq * dq
-    newton = phi / d1
+    d2 = p2 * inv_p - dp * dp - q2 * inv_q + dq * dq
+    inv_d1 = 1.0 / d1
+    newton = phi * inv_d1
     # Halley's correction when it is a modest one; plain Newton otherwise
-    h = 0.5 * newton * d2 / d1
+    h = 0.5 * newton * d2 * inv_d1
     step = newton / (1.0 - h) if abs(h) < 0.5 else newton
     return side, phi, step, abs(diff) <= NOISE * (p + q), anti
 
@@ -343,6 +347,7 @@ def _summarize_block(
     res = np.empty((n_out, n_modes))
     z = np.empty(n_modes)
     w = np.empty(n_modes)
+    steady = np.empty(n_modes)  # input rate / pole: minus the mode's steady state
     integ = np.empty(n_modes)
     order = np.empty(n_modes, dtype=np.int64)
     rate = np.empty(poles.shape[1])
@@ -421,7 +426,8 @@ def _summarize_block(
             delta = b - a
             for m in range(n_modes):
                 lm = lam[m]
-                w[m] = z[m] + rate[mode_path[m]] / lm
+                steady[m] = rate[mode_path[m]] / lm
+                w[m] = z[m] + steady[m]
                 em[m] = math.expm1(lm * delta)
                 integ[m] = _expm1_integral(lm * delta, em[m], delta)
             for q in range(n_out):
@@ -433,7 +439,7 @@ def _summarize_block(
                     r = res[q, m]
                     alpha[m] = r * w[m]
                     f_a += r * z[m]
-                    const -= r * rate[mode_path[m]] / lam[m]
+                    const -= r * steady[m]
                     auc += alpha[m] * integ[m]
                 out[i, q, AUC_HORIZON] += f_a * delta + auc
                 # a bolus may carry the level across the threshold at the instant it is given
