@@ -572,19 +572,6 @@ def _g(lam, tau, dur):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _g_integral(lam, tau, dur):  # pragma: no cover - compiled
-    """Integral of _g from 0 to tau."""
-    if tau <= 0.0:
-        return 0.0
-    if dur <= 0.0:
-        return math.expm1(lam * tau) / lam
-    if tau <= dur:
-        return (math.expm1(lam * tau) / lam - tau) / (lam * dur)
-    head = (math.expm1(lam * dur) / lam - dur) / (lam * dur)
-    return head + math.expm1(lam * dur) * math.expm1(lam * (tau - dur)) / (lam * lam * dur)
-
-
-@njit(cache=True)
 def _value(i, o, t, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt):  # pragma: no cover
     total = 0.0
     for e in range(ev_path.shape[0]):

@@ -334,8 +334,9 @@ def _summarize_block(
     mode_path,
     mode_slot,
 ):  # pragma: no cover - compiled
-    """Patients i0 .. i1 - 1, with work arrays allocated once (helpers are inlined here, so
-    no array crosses a call per patient)."""
+    """Patients i0 .. i1 - 1, with work arrays allocated once. The body is not a function of
+    its own, and the helpers it calls take the work array `wk` alone, because every array that
+    crosses a compiled call costs atomic reference-count updates."""
     n_modes = mode_path.shape[0]
     n_out = outputs.shape[0]
     n_ev = ev_path.shape[0]
@@ -458,31 +459,13 @@ def _summarize_block(
                 # critical points: the slope's sign at both ends and the rule of signs at the
                 # start need no exp (exp(0) = 1, exp(lam delta) = 1 + em); only where the bound
                 # exceeds 1 does the general scan run
-                v0_ = 0.0
-                a0_ = 0.0
-                s0_ = 0.0
-                sa0_ = 0.0
-                v1_ = 0.0
-                a1_ = 0.0
-                s1_ = 0.0
-                sa1_ = 0.0
                 for m in range(n_modes):
-                    d = alpha[m] * lam[m]
-                    dcoef[m] = d
-                    v0_ += d
-                    a0_ += abs(d)
-                    s0_ += lam[m] * d
-                    sa0_ += abs(lam[m] * d)
-                    e = d * (1.0 + em[m])
-                    v1_ += e
-                    a1_ += abs(e)
-                    s1_ += lam[m] * e
-                    sa1_ += abs(lam[m] * e)
+                    dcoef[m] = alpha[m] * lam[m]
                 changes = _sign_changes(wk, DCOEF, delta, n_modes, 0.0, order)
                 if changes <= 1:
                     n_crit = 0
-                    s_lo = _sign_from(v0_, a0_, s0_, sa0_, True)
-                    s_hi = _sign_from(v1_, a1_, s1_, sa1_, False)
+                    s_lo = _side_sign(wk, DCOEF, delta, n_modes, 0.0, True)
+                    s_hi = _side_sign(wk, DCOEF, delta, n_modes, delta, False)
                     if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
                         _, crit[0], crit_anti[0] = _root(
                             wk, DCOEF, ALPHA, delta, n_modes, 0.0, 0.0, delta, s_lo
