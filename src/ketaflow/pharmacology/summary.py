@@ -31,6 +31,22 @@ import numpy as np
 from numba import njit, prange
 
 from ketaflow.pharmacology.errors import PKInputError
+from ketaflow.pharmacology.roots import (
+    MODE_COEF,
+    MODE_LEVEL,
+    MODE_POLE,
+    N_MODE_ROWS,
+    N_TASK_ROWS,
+    NOISE,
+    TASK_AT,
+    TASK_CONST,
+    TASK_HI,
+    TASK_LEVEL,
+    TASK_LO,
+    TASK_ROOT,
+    TASK_SIDE,
+    solve_tasks,
+)
 from ketaflow.pharmacology.solve import DoseEvents, ModalSystem, event_arrays
 
 # Columns of the summary array returned by `summarize`.
@@ -46,8 +62,6 @@ SUMMARY_FIELDS = (
 CMAX, TMAX, AUC_INF, AUC_HORIZON, TIME_ABOVE, TIME_TO_BELOW, HALF_LIFE = range(7)
 
 MAX_CRITICAL = 64  # critical points kept per interval and output (a curve has far fewer)
-# Relative size under which a derivative or partial sum counts as zero (rounding noise).
-NOISE = 1e-12
 
 
 # 1 / (k + 2)! for the series of (exp(x) - 1 - x) / x^2
@@ -81,38 +95,6 @@ def _exp_at(lam_m, t, em_m, delta):  # pragma: no cover - compiled
 # single array crosses the one call that is not inlined (`_root`), since every array passed
 # to a compiled call costs two atomic reference-count updates.
 LAM, EM, ALPHA, DCOEF = range(4)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _eval(t, wk, coef, level, delta, n, const):  # pragma: no cover - compiled
-    """g(t) = sum_m wk[coef, m] exp(lam_m t) + const as its positive and negative parts P and
-    N, their first and second derivatives, and sum_m wk[level, m] exp(lam_m t) (the level
-    itself where g is its slope)."""
-    pos = max(const, 0.0)
-    neg = -min(const, 0.0)
-    pos1 = 0.0
-    neg1 = 0.0
-    pos2 = 0.0
-    neg2 = 0.0
-    anti = 0.0
-    for m in range(n):
-        c = wk[coef, m]
-        if c == 0.0:
-            continue
-        lm = wk[LAM, m]
-        x = _exp_at(lm, t, wk[EM, m], delta)
-        anti += wk[level, m] * x
-        e = c * x
-        # branch-free split: the signs of the terms are not predictable
-        ep = max(e, 0.0)
-        en = min(e, 0.0)
-        pos += ep
-        neg -= en
-        pos1 += lm * ep
-        neg1 -= lm * en
-        pos2 += lm * lm * ep
-        neg2 -= lm * lm * en
-    return pos, neg, pos1, neg1, pos2, neg2, anti
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -169,115 +151,6 @@ def _side_sign(wk, coef, delta, n, t, right):  # pragma: no cover - compiled
     return _sign_from(value, size, slope, slope_size, right)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _log_ratio(x, wk, coef, level, delta, n, const):  # pragma: no cover - compiled
-    """For g = P - N at x: the sign of g, phi = log(P / N), its Newton and Halley steps, whether
-    g is at rounding level (its sign then means nothing), and the level there."""
-    p, q, p1, q1, p2, q2, anti = _eval(x, wk, coef, level, delta, n, const)
-    if p <= 0.0 or q <= 0.0:
-        return (1 if p > q else -1), math.nan, math.nan, p == q, anti
-    diff = p - q
-    side = 0 if diff == 0.0 else (1 if diff > 0.0 else -1)
-    # two divisions where six would do: divisions cost as much as the exps here
-    inv_p = 1.0 / p
-    inv_q = 1.0 / q
-    phi = math.log(p * inv_q)
-    dp = p1 * inv_p
-    dq = q1 * inv_q
-    d1 = dp - dq
-    if d1 == 0.0:
-        return side, phi, math.nan, abs(diff) <= NOISE * (p + q), anti
-    d2 = p2 * inv_p - dp * dp - q2 * inv_q + dq * dq
-    inv_d1 = 1.0 / d1
-    newton = phi * inv_d1
-    # Halley's correction when it is a modest one; plain Newton otherwise
-    h = 0.5 * newton * d2 * inv_d1
-    step = newton / (1.0 - h) if abs(h) < 0.5 else newton
-    return side, phi, step, abs(diff) <= NOISE * (p + q), anti
-
-
-@njit(cache=True, error_model="numpy")
-def _root(wk, coef, level, delta, n, const, lo, hi, s_lo):  # pragma: no cover - compiled
-    """The zero in (lo, hi) of g(t) = sum_m wk[coef, m] exp(lam_m t) + const, given that g has
-    the sign s_lo just right of lo and the opposite sign just left of hi, and no other zero.
-    Returns it, the last point evaluated (within the final step of it) and the level there
-    (so a maximum's time and value agree to rounding). Halley steps on log P - log N kept
-    inside a shrinking bracket, starting from the lower end (from the upper one if that step
-    leaves the bracket); bisection whenever a step would leave it. An end can be a zero of g
-    itself (the slope of a level that starts at zero): rounding-level values within 1e-6 of
-    the bracket from an end count as that end's side."""
-    lo0 = lo
-    hi0 = hi
-    guard = 1e-6 * (hi - lo)
-    x = math.nan
-    # the first one or two evaluations are at the ends (free there: see _exp_at), through the
-    # loop's single call site so that _eval is inlined once
-    phase = 0
-    anti = 0.0
-    for _it in range(202):
-        at = lo if phase == 0 else (hi if phase == 1 else x)
-        side, _, step, noisy, anti = _log_ratio(at, wk, coef, level, delta, n, const)
-        if phase == 0:
-            if not noisy and math.isfinite(step):
-                x = lo - step
-            phase = 2 if lo < x < hi else 1
-            continue
-        if phase == 1:
-            if not noisy and math.isfinite(step):
-                x = hi - step
-            if not (lo < x < hi):
-                x = 0.5 * (lo + hi)
-            phase = 2
-            continue
-        if noisy:
-            if x - lo0 > guard and hi0 - x > guard:
-                return x, x, anti
-            side = s_lo if x - lo0 <= hi0 - x else -s_lo
-            step = math.nan
-        if side == s_lo:
-            lo = x
-        else:
-            hi = x
-        x_new = x - step if math.isfinite(step) else 0.5 * (lo + hi)
-        if not (lo < x_new < hi):
-            x_new = 0.5 * (lo + hi)
-        # Halley converges cubically, Newton quadratically (log P - log N bends on the scale
-        # of the modes, minutes to hours): after a step under 1e-5 relative the error is
-        # below 1e-9 relative; a bracket under 1e-12 relative is far below a second
-        if abs(x_new - x) <= 1e-5 * max(1.0, abs(x)) or hi - lo <= 1e-12 * max(1.0, abs(x)):
-            return x_new, x, anti
-        x = x_new
-    return x, x, anti
-
-
-@njit(cache=True, error_model="numpy")
-def _critical_points(wk, delta, n, order, scan_step, crit, crit_anti):  # pragma: no cover
-    """Zeros of f'(t) = sum_m wk[DCOEF, m] exp(lam_m t) in (0, delta), in increasing order,
-    written to crit (with the level f there, less its constant, to crit_anti); returns their
-    number."""
-    n_crit = 0
-    t_lo = 0.0
-    s_lo = _side_sign(wk, DCOEF, delta, n, 0.0, True)
-    while n_crit < crit.shape[0]:
-        if _sign_changes(wk, DCOEF, delta, n, t_lo, order) <= 1:
-            t_hi = delta
-            last = True
-        else:
-            t_hi = min(delta, t_lo + scan_step)
-            last = t_hi >= delta
-        s_hi = _side_sign(wk, DCOEF, delta, n, t_hi, False)
-        if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
-            _, crit[n_crit], crit_anti[n_crit] = _root(
-                wk, DCOEF, ALPHA, delta, n, 0.0, t_lo, t_hi, s_lo
-            )
-            n_crit += 1
-        if last:
-            break
-        t_lo = t_hi
-        s_lo = _side_sign(wk, DCOEF, delta, n, t_lo, True)
-    return n_crit
-
-
 @njit(cache=True, parallel=True, error_model="numpy")
 def _summarize(
     poles,
@@ -297,23 +170,32 @@ def _summarize(
     n = poles.shape[0]
     block = 256  # patients per task: work arrays allocated once per task
     for blk in prange((n + block - 1) // block):
-        _summarize_block(
-            blk * block,
-            min(n, (blk + 1) * block),
-            poles,
-            residues,
-            ev_path,
-            ev_start,
-            ev_dur,
-            ev_amt,
-            outputs,
-            thresholds,
-            horizon,
-            scan_step,
-            out,
-            mode_path,
-            mode_slot,
-        )
+        hi = min(n, (blk + 1) * block)
+        size = hi - blk * block
+        i = blk * block
+        while i < hi:
+            end = min(hi, i + size)
+            ok = _summarize_block(
+                i,
+                end,
+                poles,
+                residues,
+                ev_path,
+                ev_start,
+                ev_dur,
+                ev_amt,
+                outputs,
+                thresholds,
+                horizon,
+                scan_step,
+                out,
+                mode_path,
+                mode_slot,
+            )
+            if ok or size == 1:
+                i = end
+            else:
+                size = 1  # more roots than the block had room for: one patient at a time
 
 
 @njit(cache=True, error_model="numpy")
@@ -334,12 +216,20 @@ def _summarize_block(
     mode_path,
     mode_slot,
 ):  # pragma: no cover - compiled
-    """Patients i0 .. i1 - 1, with work arrays allocated once. The body is not a function of
-    its own, and the helpers it calls take the work array `wk` alone, because every array that
-    crosses a compiled call costs atomic reference-count updates."""
+    """Patients i0 .. i1 - 1 in three passes, so that every root is solved in SIMD lanes with
+    roots of other patients (`roots.py`):
+    1. per patient and interval between dose edges: the closed form, AUC, and brackets of the
+       critical points of every output; the critical points are then solved together;
+    2. the levels at the ends and critical points: Cmax, and brackets of the threshold
+       crossings; the crossings are then solved together;
+    3. the same walk again, now with the crossing times: time above, time to fall below.
+    Work arrays are allocated once per block, and the per-patient body is not a function of
+    its own: every array that crosses a compiled call costs atomic reference-count updates."""
     n_modes = mode_path.shape[0]
     n_out = outputs.shape[0]
     n_ev = ev_path.shape[0]
+    nb = i1 - i0
+    n_iv = 2 * n_ev + 1  # intervals between dose edges, at most
     wk = np.empty((4, n_modes))
     lam = wk[LAM]
     em = wk[EM]
@@ -353,12 +243,30 @@ def _summarize_block(
     order = np.empty(n_modes, dtype=np.int64)
     rate = np.empty(poles.shape[1])
     edges = np.empty(2 * n_ev + 2)
-    crit = np.empty(MAX_CRITICAL)
-    crit_anti = np.empty(MAX_CRITICAL)
-    state = np.empty((n_out, 6))
-    for i in range(i0, i1):
+    # what passes 2 and 3 need, per patient, interval and output
+    patient_poles = np.empty((nb, n_modes))
+    iv_count = np.zeros(nb, dtype=np.int64)
+    iv_start = np.empty((nb, n_iv))
+    iv_len = np.empty((nb, n_iv))
+    iv_alpha = np.empty((nb, n_iv, n_out, n_modes))
+    iv_const = np.empty((nb, n_iv, n_out))
+    iv_first = np.empty((nb, n_iv, n_out))  # level at the interval's start
+    iv_last = np.empty((nb, n_iv, n_out))  # and at its end
+    cp_first = np.empty((nb, n_iv, n_out), dtype=np.int64)  # task of its first critical point
+    cp_count = np.empty((nb, n_iv, n_out), dtype=np.int64)
+    # room for every root of one patient, or for the usual few per interval and output of
+    # each: the caller runs a block that needs more patient by patient
+    capacity = max(nb * n_iv * n_out, n_iv * n_out * (2 * MAX_CRITICAL + 1))
+    modes = np.empty((N_MODE_ROWS, n_modes, capacity))
+    scalars = np.empty((N_TASK_ROWS, capacity))
+    n_tasks = 0
+
+    # --- pass 1
+    for b in range(nb):
+        i = i0 + b
         for m in range(n_modes):
             lam[m] = poles[i, mode_path[m], mode_slot[m]]
+            patient_poles[b, m] = lam[m]
             for q in range(n_out):
                 res[q, m] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
             z[m] = 0.0
@@ -396,19 +304,14 @@ def _summarize_block(
                 b_ -= 1
             edges[b_ + 1] = key
         for q in range(n_out):
-            state[q, S_CMAX] = 0.0
-            state[q, S_TMAX] = 0.0
-            state[q, S_ABOVE] = 0.0
-            state[q, S_SINCE] = 0.0
-            state[q, S_TIME_ABOVE] = 0.0
-            state[q, S_LAST_DOWN] = 0.0
             out[i, q, AUC_HORIZON] = 0.0
-        for k in range(n_edges - 1):
-            a = edges[k]
-            b = edges[k + 1]
-            if b <= a:
+        n_k = 0
+        for k_ in range(n_edges - 1):
+            a = edges[k_]
+            delta = edges[k_ + 1] - a
+            if delta <= 0.0:
                 continue  # a repeated edge: its boluses are given with the next interval
-            # boluses given at a, and the infusion rates that hold over (a, b)
+            # boluses given at a, and the infusion rates that hold over the interval
             for p in range(rate.shape[0]):
                 rate[p] = 0.0
             for e in range(n_ev):
@@ -422,9 +325,10 @@ def _summarize_block(
                         for m in range(n_modes):
                             if mode_path[m] == ev_path[e]:
                                 z[m] += amt
-                elif s0 <= a and s0 + d >= b:
+                elif s0 <= a and s0 + d >= a + delta:
                     rate[ev_path[e]] += amt / d
-            delta = b - a
+            iv_start[b, n_k] = a
+            iv_len[b, n_k] = delta
             for m in range(n_modes):
                 lm = lam[m]
                 steady[m] = rate[mode_path[m]] / lm
@@ -432,91 +336,62 @@ def _summarize_block(
                 em[m] = math.expm1(lm * delta)
                 integ[m] = _expm1_integral(lm * delta, em[m], delta)
             for q in range(n_out):
-                thr = thresholds[q]
                 f_a = 0.0
                 const = 0.0
                 auc = 0.0
+                f_b = 0.0
                 for m in range(n_modes):
                     r = res[q, m]
                     alpha[m] = r * w[m]
+                    iv_alpha[b, n_k, q, m] = alpha[m]
+                    dcoef[m] = alpha[m] * lam[m]
                     f_a += r * z[m]
                     const -= r * steady[m]
                     auc += alpha[m] * integ[m]
+                    f_b += alpha[m] * em[m]
                 out[i, q, AUC_HORIZON] += f_a * delta + auc
-                # a bolus may carry the level across the threshold at the instant it is given
-                if (f_a > thr) != (state[q, S_ABOVE] > 0.0):
-                    up = f_a > thr
-                    since, above_for, down_at = _crossing(
-                        a, up, state[q, S_SINCE], state[q, S_TIME_ABOVE], state[q, S_LAST_DOWN]
-                    )
-                    state[q, S_SINCE] = since
-                    state[q, S_TIME_ABOVE] = above_for
-                    state[q, S_LAST_DOWN] = down_at
-                    state[q, S_ABOVE] = 1.0 if up else 0.0
-                if f_a > state[q, S_CMAX]:
-                    state[q, S_CMAX] = f_a
-                    state[q, S_TMAX] = a
-                # critical points: the slope's sign at both ends and the rule of signs at the
-                # start need no exp (exp(0) = 1, exp(lam delta) = 1 + em); only where the bound
-                # exceeds 1 does the general scan run
-                for m in range(n_modes):
-                    dcoef[m] = alpha[m] * lam[m]
-                changes = _sign_changes(wk, DCOEF, delta, n_modes, 0.0, order)
-                if changes <= 1:
-                    n_crit = 0
-                    s_lo = _side_sign(wk, DCOEF, delta, n_modes, 0.0, True)
-                    s_hi = _side_sign(wk, DCOEF, delta, n_modes, delta, False)
-                    if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
-                        _, crit[0], crit_anti[0] = _root(
-                            wk, DCOEF, ALPHA, delta, n_modes, 0.0, 0.0, delta, s_lo
-                        )
-                        n_crit = 1
-                else:
-                    n_crit = _critical_points(wk, delta, n_modes, order, scan_step, crit, crit_anti)
-                # threshold: f is monotone between consecutive critical points, where
-                # f = const + sum_m alpha_m exp(lam_m t) = const + (level of f')
-                t0 = 0.0
-                v0 = f_a
-                for c in range(n_crit + 1):
-                    if c < n_crit:
-                        t1 = crit[c]
-                        v1 = const + crit_anti[c]
+                iv_const[b, n_k, q] = const
+                iv_first[b, n_k, q] = f_a
+                iv_last[b, n_k, q] = f_a + f_b
+                # critical points (zeros of f'): where the rule of signs allows at most one,
+                # the slope's signs at the ends decide (no exp: exp(0) = 1 and
+                # exp(lam delta) = 1 + em); elsewhere the interval is scanned
+                cp_first[b, n_k, q] = n_tasks
+                count = 0
+                t_lo = 0.0
+                s_lo = _side_sign(wk, DCOEF, delta, n_modes, 0.0, True)
+                while count < MAX_CRITICAL:
+                    if _sign_changes(wk, DCOEF, delta, n_modes, t_lo, order) <= 1:
+                        t_hi = delta
+                        last = True
                     else:
-                        t1 = delta
-                        v1 = f_a
-                        for m in range(n_modes):
-                            v1 += alpha[m] * em[m]
-                    if v1 > state[q, S_CMAX]:
-                        state[q, S_CMAX] = v1
-                        state[q, S_TMAX] = a + t1
-                    if (v0 > thr) != (v1 > thr):
-                        up = v1 > thr
-                        x, _, _ = _root(
-                            wk, ALPHA, ALPHA, delta, n_modes, const - thr, t0, t1, -1 if up else 1
-                        )
-                        tc = a + x
-                        since, above_for, down_at = _crossing(
-                            tc, up, state[q, S_SINCE], state[q, S_TIME_ABOVE], state[q, S_LAST_DOWN]
-                        )
-                        state[q, S_SINCE] = since
-                        state[q, S_TIME_ABOVE] = above_for
-                        state[q, S_LAST_DOWN] = down_at
-                        state[q, S_ABOVE] = 1.0 if up else 0.0
-                    t0 = t1
-                    v0 = v1
+                        t_hi = min(delta, t_lo + scan_step)
+                        last = t_hi >= delta
+                    s_hi = _side_sign(wk, DCOEF, delta, n_modes, t_hi, False)
+                    if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
+                        if n_tasks < capacity:
+                            for m in range(n_modes):
+                                modes[MODE_POLE, m, n_tasks] = lam[m]
+                                modes[MODE_COEF, m, n_tasks] = dcoef[m]
+                                modes[MODE_LEVEL, m, n_tasks] = alpha[m]
+                            scalars[TASK_CONST, n_tasks] = 0.0
+                            scalars[TASK_LO, n_tasks] = t_lo
+                            scalars[TASK_HI, n_tasks] = t_hi
+                            scalars[TASK_SIDE, n_tasks] = s_lo
+                        n_tasks += 1
+                        count += 1
+                    if last:
+                        break
+                    t_lo = t_hi
+                    s_lo = _side_sign(wk, DCOEF, delta, n_modes, t_lo, True)
+                cp_count[b, n_k, q] = count
             for m in range(n_modes):
                 z[m] += w[m] * em[m]
+            n_k += 1
+        iv_count[b] = n_k
+        # AUC to infinity of every dose; terminal half-life: the slowest mode the output carries
         for q in range(n_out):
             o = outputs[q]
-            out[i, q, CMAX] = state[q, S_CMAX]
-            out[i, q, TMAX] = state[q, S_TMAX]
-            if state[q, S_ABOVE] > 0.0:
-                out[i, q, TIME_ABOVE] = state[q, S_TIME_ABOVE] + horizon - state[q, S_SINCE]
-                out[i, q, TIME_TO_BELOW] = np.nan
-            else:
-                out[i, q, TIME_ABOVE] = state[q, S_TIME_ABOVE]
-                out[i, q, TIME_TO_BELOW] = state[q, S_LAST_DOWN]
-            # AUC to infinity of every dose; terminal half-life: the slowest mode the output carries
             largest = 0.0
             for m in range(n_modes):
                 largest = max(largest, abs(res[q, m]))
@@ -535,10 +410,89 @@ def _summarize_block(
                         slowest = -lam[m]
             out[i, q, AUC_INF] = auc_inf
             out[i, q, HALF_LIFE] = math.log(2.0) / slowest if slowest > 0.0 else np.nan
+    n_critical = n_tasks
+    if n_critical > capacity:
+        return False
+    solve_tasks(modes, scalars, 0, n_critical)
 
-
-# Columns of the per-output running state in `_summarize_block`.
-S_CMAX, S_TMAX, S_ABOVE, S_SINCE, S_TIME_ABOVE, S_LAST_DOWN = range(6)
+    # --- passes 2 and 3: f is monotone between consecutive critical points, so a crossing
+    # of the threshold is bracketed exactly by the levels there
+    for sweep in range(2):
+        task = n_critical
+        for b in range(nb):
+            i = i0 + b
+            for q in range(n_out):
+                thr = thresholds[q]
+                cmax = 0.0
+                tmax = 0.0
+                above = False
+                since = 0.0
+                time_above = 0.0
+                last_down = 0.0
+                for k in range(iv_count[b]):
+                    a = iv_start[b, k]
+                    const = iv_const[b, k, q]
+                    v0 = iv_first[b, k, q]
+                    # a bolus may carry the level across the threshold at the instant it is given
+                    if (v0 > thr) != above:
+                        above = v0 > thr
+                        since, time_above, last_down = _crossing(
+                            a, above, since, time_above, last_down
+                        )
+                    if v0 > cmax:
+                        cmax = v0
+                        tmax = a
+                    t0 = 0.0
+                    first = cp_first[b, k, q]
+                    n_crit = cp_count[b, k, q]
+                    for c in range(n_crit + 1):
+                        if c < n_crit:
+                            t1 = scalars[TASK_AT, first + c]
+                            v1 = const + scalars[TASK_LEVEL, first + c]
+                        else:
+                            t1 = iv_len[b, k]
+                            v1 = iv_last[b, k, q]
+                        if v1 > cmax:
+                            cmax = v1
+                            tmax = a + t1
+                        if (v0 > thr) != (v1 > thr):
+                            above = v1 > thr
+                            if sweep == 0:
+                                if n_tasks < capacity:
+                                    for m in range(n_modes):
+                                        modes[MODE_POLE, m, n_tasks] = patient_poles[b, m]
+                                        modes[MODE_COEF, m, n_tasks] = iv_alpha[b, k, q, m]
+                                        modes[MODE_LEVEL, m, n_tasks] = iv_alpha[b, k, q, m]
+                                    scalars[TASK_CONST, n_tasks] = const - thr
+                                    scalars[TASK_LO, n_tasks] = t0
+                                    scalars[TASK_HI, n_tasks] = t1
+                                    scalars[TASK_SIDE, n_tasks] = -1.0 if above else 1.0
+                                n_tasks += 1
+                            else:
+                                since, time_above, last_down = _crossing(
+                                    a + scalars[TASK_ROOT, task],
+                                    above,
+                                    since,
+                                    time_above,
+                                    last_down,
+                                )
+                            task += 1
+                        t0 = t1
+                        v0 = v1
+                if sweep == 1:
+                    out[i, q, CMAX] = cmax
+                    out[i, q, TMAX] = tmax
+                    if above:
+                        out[i, q, TIME_ABOVE] = time_above + horizon - since
+                        out[i, q, TIME_TO_BELOW] = np.nan
+                    else:
+                        out[i, q, TIME_ABOVE] = time_above
+                        out[i, q, TIME_TO_BELOW] = last_down
+        if sweep == 0:
+            if n_tasks > capacity:
+                return False
+            solve_tasks(modes, scalars, n_critical, n_tasks)
+    return True
 
 
 @njit(cache=True, inline="always", error_model="numpy")
