@@ -307,15 +307,34 @@ def _combine(mu, rf, fac, use, out):  # pragma: no cover - compiled
         f = fac[slot]
         if f < 0 or not use[f]:
             continue
-        value = rf[slot]
-        for g in range(N_FACTORS):
-            if g == f or not use[g]:
+        # the other factors' transfer functions at this pole, in one pass over the slots
+        # (one sum per factor; N_FACTORS is 4)
+        h0 = 0.0
+        h1 = 0.0
+        h2 = 0.0
+        h3 = 0.0
+        for m in range(m_slots):
+            g = fac[m]
+            if g < 0 or g == f:
                 continue
-            h = 0.0
-            for m in range(m_slots):
-                if fac[m] == g:
-                    h += rf[m] / (mu[slot] - mu[m])
-            value *= h
+            term = rf[m] / (mu[slot] - mu[m])
+            if g == 0:
+                h0 += term
+            elif g == 1:
+                h1 += term
+            elif g == 2:
+                h2 += term
+            else:
+                h3 += term
+        value = rf[slot]
+        if f != 0 and use[0]:
+            value *= h0
+        if f != 1 and use[1]:
+            value *= h1
+        if f != 2 and use[2]:
+            value *= h2
+        if f != 3 and use[3]:
+            value *= h3
         out[slot] = value
 
 
