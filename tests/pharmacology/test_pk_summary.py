@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import event, given, note, settings
+from hypothesis import event, example, given, note, settings
 from hypothesis import strategies as st
 
 from ketaflow.pharmacology.errors import PKInputError
@@ -28,6 +28,7 @@ from ketaflow.pharmacology.summary import (
     TMAX,
     summarize,
 )
+from ketaflow.pharmacology.summary import _isolate as _isolate_kernel
 from ketaflow.pharmacology.summary import _sign_changes as _sign_changes_kernel
 
 # ----------------------------------------------------------------------------------------------
@@ -127,6 +128,66 @@ def test_rule_of_signs_from_a_shifted_origin(case, t0, extra, at_end):
     note(f"bound {bound}, sampled sign changes {sampled}")
     event(f"bound {bound}, sampled {sampled}")
     assert sampled <= bound
+
+
+def _isolate(coef: np.ndarray, lam: np.ndarray, delta: float):
+    """The kernel's brackets of the zeros in (0, delta), as (lo, hi, sign just right of lo)."""
+    wk = np.zeros((4, lam.shape[0]))
+    wk[LAM], wk[EM], wk[DCOEF] = lam, np.expm1(lam * delta), coef
+    n = lam.shape[0]
+    lo, hi, side = np.empty(n), np.empty(n), np.empty(n)
+    count = _isolate_kernel(wk, delta, n, _order(lam), lo, hi, side)
+    return [(lo[k], hi[k], side[k]) for k in range(count)]
+
+
+def _value(coef, lam, t):
+    return float(np.sum(coef * np.exp(lam * t)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(exponential_sums())
+def test_isolation_brackets_every_zero_once(case):
+    """Every sign change of a densely sampled sum falls in exactly one bracket, and each
+    bracket holds a sign change: no zero missed, however close two zeros are."""
+    coef, lam = case
+    delta = 200.0
+    brackets = _isolate(coef, lam, delta)
+    note(f"brackets {brackets}")
+    assert len(brackets) <= lam.shape[0] - 1
+    for k, (lo, hi, side) in enumerate(brackets):
+        assert 0.0 <= lo < hi <= delta
+        if k:
+            assert lo >= brackets[k - 1][1]  # in order, not overlapping
+        inside = SAMPLES[(lo < SAMPLES) & (hi > SAMPLES)]
+        if inside.size >= 2:
+            values = coef[None, :] * np.exp(np.outer(inside, lam))
+            total = values.sum(axis=1)
+            size = np.abs(values).sum(axis=1)
+            clear = total[np.abs(total) > 1e-9 * size]
+            if clear.size:
+                assert np.sign(clear[0]) == side or abs(clear[0]) < 1e-6 * size.max()
+    terms = coef[None, :] * np.exp(np.outer(SAMPLES, lam))
+    value = terms.sum(axis=1)
+    clear = np.abs(value) > 1e-9 * np.abs(terms).sum(axis=1)
+    t_clear, v_clear = SAMPLES[clear], value[clear]
+    for k in np.flatnonzero(np.sign(v_clear[1:]) != np.sign(v_clear[:-1])):
+        a, b = t_clear[k], t_clear[k + 1]
+        hits = [br for br in brackets if br[0] <= b and br[1] >= a]
+        assert hits, f"the sign change between {a} and {b} is in no bracket"
+
+
+def test_isolation_separates_two_zeros_half_a_minute_apart():
+    lam = np.array([-0.01, -0.1, -1.0])
+    t1, t2 = 5.0, 5.5
+    # c0 = 1; c1, c2 such that the sum vanishes at t1 and t2
+    basis = np.exp(np.outer([t1, t2], lam[1:]))
+    c12 = np.linalg.solve(basis, -np.exp(lam[0] * np.array([t1, t2])))
+    coef = np.concatenate([[1.0], c12])
+    brackets = _isolate(coef, lam, 1440.0)
+    assert len(brackets) == 2
+    for (lo, hi, _), t in zip(brackets, (t1, t2), strict=True):
+        assert lo < t < hi
+    assert brackets[0][1] <= brackets[1][0]
 
 
 def test_rule_of_signs_counts_the_known_cases():
@@ -231,6 +292,14 @@ def _ambiguous(curve: np.ndarray, thr: float) -> bool:
 
 @settings(max_examples=40, deadline=None)
 @given(*HISTORIES)
+# the metabolite after four IM doses: its slope turns down, up and down again within 10 min
+# of the last dose (two critical points that a 10-min scan missed)
+@example(
+    ("ketamine", "im"),
+    [(0.0, 1.0, 0.0), (51.0, 100.0, 0.0), (135.0, 28.0, 0.0), (171.0, 5.0, 0.0)],
+    (1.0, 1.0, 1.0),
+    26576,
+)
 def test_summaries_agree_with_dense_evaluation(drug_route, doses, thresholds, seed):
     drug, route = drug_route
     modal, events = _history(drug, route, doses, seed)
@@ -321,8 +390,6 @@ def iv_history():
         ({"horizon_min": 0.0}, "horizon"),
         ({"horizon_min": -60.0}, "horizon"),
         ({"horizon_min": math.nan}, "horizon"),
-        ({"scan_step_min": 0.0}, "scan_step"),
-        ({"scan_step_min": -1.0}, "scan_step"),
         ({"thresholds_ng_per_ml": (20.0,)}, "threshold"),
         ({"thresholds_ng_per_ml": (20.0, 20.0, 20.0)}, "threshold"),
     ],

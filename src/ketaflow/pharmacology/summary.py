@@ -13,14 +13,14 @@ where the step function H takes the values A_j in order (H = A_last beyond the l
 The Laplace kernel is variation-diminishing (Descartes' rule for Laplace transforms), so f' has
 at most as many zeros in t > 0 as the A_j have sign changes (Laguerre's rule). Where that bound
 is 0 or 1 (every single-dose curve of the models, and most histories) the signs of f' at the
-interval's ends say whether it holds a critical point; elsewhere the interval is scanned every
-`scan_step_min`, re-applying the rule from each sample (the bound falls as fast modes decay),
-and only there can two critical points closer together than the step be missed.
+interval's ends say whether it holds a critical point; elsewhere the critical points are
+isolated exactly by eliminating one exponential at a time (`_isolate`): no scan, no step that
+two close critical points could hide in.
 
 Between consecutive critical points f is monotone, so every threshold crossing is bracketed
-exactly. Roots are solved by safeguarded Newton iterations on log P - log N, where P and N are
-the positive and negative parts of the exponential sum: each part is log-convex, so the
-iteration behaves almost linearly even from the far end of a long interval.
+exactly. Every root is solved by `roots.py`, for all the patients of a block at once in SIMD
+lanes: Halley steps on log P - log N, where P and N are the positive and negative parts of the
+exponential sum.
 """
 
 from __future__ import annotations
@@ -60,8 +60,6 @@ SUMMARY_FIELDS = (
     "terminal_half_life_min",
 )
 CMAX, TMAX, AUC_INF, AUC_HORIZON, TIME_ABOVE, TIME_TO_BELOW, HALF_LIFE = range(7)
-
-MAX_CRITICAL = 64  # critical points kept per interval and output (a curve has far fewer)
 
 
 # 1 / (k + 2)! for the series of (exp(x) - 1 - x) / x^2
@@ -151,6 +149,99 @@ def _side_sign(wk, coef, delta, n, t, right):  # pragma: no cover - compiled
     return _sign_from(value, size, slope, slope_size, right)
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _scaled_side_sign(levels, row, n, t, right):  # pragma: no cover - compiled
+    """`_side_sign` of sum_m levels[row, m] exp(lam_m x) at x = t, computed as the sum times
+    exp(-p t), p its slowest pole: the same sign, without the underflow that zeroes every
+    term of a long interval's far end."""
+    slowest = -math.inf
+    for m in range(n):
+        if levels[row, m] != 0.0:
+            slowest = max(slowest, levels[LAM, m])
+    value = 0.0
+    size = 0.0
+    slope = 0.0
+    slope_size = 0.0
+    for m in range(n):
+        lm = levels[LAM, m]
+        c = levels[row, m]
+        if c == 0.0:
+            continue
+        e = c * math.exp((lm - slowest) * t)
+        value += e
+        size += abs(e)
+        slope += lm * e
+        slope_size += abs(lm * e)
+    return _sign_from(value, size, slope, slope_size, right)
+
+
+@njit(cache=True, error_model="numpy")
+def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover - compiled
+    """Brackets of every zero in (0, delta) of f'(t) = sum_m wk[DCOEF, m] exp(lam_m t), one
+    zero in each (written to out_*; returns their number), for when the rule of signs allows
+    several. Zeros of S_0 = f' are separated by those of S_1 = exp(p t) d/dt (exp(-p t) S_0),
+    p the slowest pole: a sum over the other poles, with coefficients d_m (lam_m - p). So the
+    zeros are found level by level from S_(k-1), which has one term and none, up: each level's
+    zeros split (0, delta) into pieces where the level above is monotone once multiplied by a
+    positive exponential, so its signs at a piece's ends say whether the piece holds a zero.
+    Levels below the top are solved here; the top level's brackets go back to the caller.
+    A zero of even multiplicity (a slope that touches zero without changing sign) is no
+    extremum and is not reported."""
+    sel = np.empty(n, dtype=np.int64)  # modes with a nonzero coefficient, slowest first
+    n_sel = 0
+    for j in range(n):
+        if wk[DCOEF, order[j]] != 0.0:
+            sel[n_sel] = order[j]
+            n_sel += 1
+    if n_sel <= 1:
+        return 0
+    # row LAM as in wk, then one row per level
+    levels = np.zeros((2 + n_sel, n))
+    for m in range(n):
+        levels[LAM, m] = wk[LAM, m]
+        levels[2, m] = wk[DCOEF, m]
+    for j in range(n_sel - 1):
+        p = wk[LAM, sel[j]]
+        for m in range(n):
+            levels[3 + j, m] = levels[2 + j, m] * (wk[LAM, m] - p)
+    modes = np.zeros((N_MODE_ROWS, n, n))
+    scalars = np.zeros((N_TASK_ROWS, n))
+    points = np.empty(n)  # zeros of the level below, in increasing order
+    n_points = 0
+    for j in range(n_sel - 2, -1, -1):
+        row = 2 + j
+        n_br = 0
+        t_prev = 0.0
+        s_prev = _scaled_side_sign(levels, row, n, 0.0, True)
+        for k in range(n_points + 1):
+            t = points[k] if k < n_points else delta
+            s_left = _scaled_side_sign(levels, row, n, t, False)
+            if s_prev != 0 and s_left != 0 and s_prev != s_left:
+                out_lo[n_br] = t_prev
+                out_hi[n_br] = t
+                out_side[n_br] = s_prev
+                n_br += 1
+            t_prev = t
+            if k < n_points:
+                s_prev = _scaled_side_sign(levels, row, n, t, True)
+        if j == 0:
+            return n_br
+        for k in range(n_br):
+            for m in range(n):
+                modes[MODE_POLE, m, k] = wk[LAM, m]
+                modes[MODE_COEF, m, k] = levels[row, m]
+                modes[MODE_LEVEL, m, k] = 0.0
+            scalars[TASK_CONST, k] = 0.0
+            scalars[TASK_LO, k] = out_lo[k]
+            scalars[TASK_HI, k] = out_hi[k]
+            scalars[TASK_SIDE, k] = out_side[k]
+        solve_tasks(modes, scalars, 0, n_br)
+        n_points = n_br
+        for k in range(n_br):
+            points[k] = scalars[TASK_ROOT, k]
+    return 0
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _summarize(
     poles,
@@ -164,7 +255,6 @@ def _summarize(
     outputs,
     thresholds,
     horizon,
-    scan_step,
     out,
 ):  # pragma: no cover - compiled
     n = poles.shape[0]
@@ -187,7 +277,6 @@ def _summarize(
                 outputs,
                 thresholds,
                 horizon,
-                scan_step,
                 out,
                 mode_path,
                 mode_slot,
@@ -211,7 +300,6 @@ def _summarize_block(
     outputs,
     thresholds,
     horizon,
-    scan_step,
     out,
     mode_path,
     mode_slot,
@@ -243,6 +331,9 @@ def _summarize_block(
     order = np.empty(n_modes, dtype=np.int64)
     rate = np.empty(poles.shape[1])
     edges = np.empty(2 * n_ev + 2)
+    bracket_lo = np.empty(n_modes)  # brackets of the critical points of one interval
+    bracket_hi = np.empty(n_modes)
+    bracket_side = np.empty(n_modes)
     # what passes 2 and 3 need, per patient, interval and output
     patient_poles = np.empty((nb, n_modes))
     iv_count = np.zeros(nb, dtype=np.int64)
@@ -256,7 +347,7 @@ def _summarize_block(
     cp_count = np.empty((nb, n_iv, n_out), dtype=np.int64)
     # room for every root of one patient, or for the usual few per interval and output of
     # each: the caller runs a block that needs more patient by patient
-    capacity = max(nb * n_iv * n_out, n_iv * n_out * (2 * MAX_CRITICAL + 1))
+    capacity = max(nb * n_iv * n_out, n_iv * n_out * 2 * n_modes)
     modes = np.empty((N_MODE_ROWS, n_modes, capacity))
     scalars = np.empty((N_TASK_ROWS, capacity))
     n_tasks = 0
@@ -355,35 +446,32 @@ def _summarize_block(
                 iv_last[b, n_k, q] = f_a + f_b
                 # critical points (zeros of f'): where the rule of signs allows at most one,
                 # the slope's signs at the ends decide (no exp: exp(0) = 1 and
-                # exp(lam delta) = 1 + em); elsewhere the interval is scanned
+                # exp(lam delta) = 1 + em); elsewhere they are isolated exactly (_isolate)
                 cp_first[b, n_k, q] = n_tasks
-                count = 0
-                t_lo = 0.0
-                s_lo = _side_sign(wk, DCOEF, delta, n_modes, 0.0, True)
-                while count < MAX_CRITICAL:
-                    if _sign_changes(wk, DCOEF, delta, n_modes, t_lo, order) <= 1:
-                        t_hi = delta
-                        last = True
-                    else:
-                        t_hi = min(delta, t_lo + scan_step)
-                        last = t_hi >= delta
-                    s_hi = _side_sign(wk, DCOEF, delta, n_modes, t_hi, False)
+                if _sign_changes(wk, DCOEF, delta, n_modes, 0.0, order) <= 1:
+                    count = 0
+                    s_lo = _side_sign(wk, DCOEF, delta, n_modes, 0.0, True)
+                    s_hi = _side_sign(wk, DCOEF, delta, n_modes, delta, False)
                     if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
-                        if n_tasks < capacity:
-                            for m in range(n_modes):
-                                modes[MODE_POLE, m, n_tasks] = lam[m]
-                                modes[MODE_COEF, m, n_tasks] = dcoef[m]
-                                modes[MODE_LEVEL, m, n_tasks] = alpha[m]
-                            scalars[TASK_CONST, n_tasks] = 0.0
-                            scalars[TASK_LO, n_tasks] = t_lo
-                            scalars[TASK_HI, n_tasks] = t_hi
-                            scalars[TASK_SIDE, n_tasks] = s_lo
-                        n_tasks += 1
-                        count += 1
-                    if last:
-                        break
-                    t_lo = t_hi
-                    s_lo = _side_sign(wk, DCOEF, delta, n_modes, t_lo, True)
+                        bracket_lo[0] = 0.0
+                        bracket_hi[0] = delta
+                        bracket_side[0] = s_lo
+                        count = 1
+                else:
+                    count = _isolate(
+                        wk, delta, n_modes, order, bracket_lo, bracket_hi, bracket_side
+                    )
+                for c in range(count):
+                    if n_tasks < capacity:
+                        for m in range(n_modes):
+                            modes[MODE_POLE, m, n_tasks] = lam[m]
+                            modes[MODE_COEF, m, n_tasks] = dcoef[m]
+                            modes[MODE_LEVEL, m, n_tasks] = alpha[m]
+                        scalars[TASK_CONST, n_tasks] = 0.0
+                        scalars[TASK_LO, n_tasks] = bracket_lo[c]
+                        scalars[TASK_HI, n_tasks] = bracket_hi[c]
+                        scalars[TASK_SIDE, n_tasks] = bracket_side[c]
+                    n_tasks += 1
                 cp_count[b, n_k, q] = count
             for m in range(n_modes):
                 z[m] += w[m] * em[m]
@@ -509,15 +597,11 @@ def summarize(
     outputs: tuple[int, ...],
     thresholds_ng_per_ml: tuple[float, ...],
     horizon_min: float,
-    scan_step_min: float = 10.0,
 ) -> np.ndarray:
     """Per-patient summaries (N, len(outputs), 7), columns as in SUMMARY_FIELDS (minutes),
-    over doses from time 0 to `horizon_min`. `scan_step_min` is used only where the rule of
-    signs cannot exclude several critical points in one interval (see the module doc)."""
+    over doses from time 0 to `horizon_min`."""
     if not horizon_min > 0:
         raise PKInputError("horizon", "the horizon must be positive")
-    if not scan_step_min > 0:
-        raise PKInputError("scan_step", "the scan step must be positive")
     if len(outputs) != len(thresholds_ng_per_ml):
         raise PKInputError("threshold", "one threshold per output is needed")
     n = modal.poles.shape[0]
@@ -538,7 +622,6 @@ def summarize(
         np.asarray(outputs, dtype=np.int64),
         np.asarray(thresholds_ng_per_ml, dtype=np.float64),
         float(horizon_min),
-        float(scan_step_min),
         out,
     )
     return out
