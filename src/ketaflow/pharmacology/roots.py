@@ -8,12 +8,13 @@ log-convex, so phi is close to linear and the steps converge from the far end of
 bracket. A step that would leave the bracket, which shrinks with every evaluation, is replaced
 by bisection.
 
-Tasks are solved LANES at a time in lockstep: each evaluation computes the exponentials of
-all lanes' modes in one vectorised loop (`vecmath`), so a group costs about as much as its
-slowest task rather than the sum of its tasks. Lanes that have converged wait, masked.
+Up to SLOTS tasks are in play at once, and every round evaluates all of them in loops over
+the slots that LLVM vectorises (8 lanes with AVX-512; `vecmath` supplies an exp and a log it
+can vectorise), then updates every bracket branch-free. A slot whose task has converged takes
+the next task, so the lanes stay busy whatever the tasks' iteration counts. Scalar code is
+latency-bound here: one task evaluated alone costs several times its share of a vector round.
 
-Task storage (columns are tasks; `tasks_per_block` columns are allocated in multiples of LANES
-so that a group's loads never run past the end):
+Task storage (columns are tasks):
 - `modes[row, m, j]`, rows MODE_POLE, MODE_COEF, MODE_LEVEL: the poles, c_m, and the
   coefficients of a second sum returned at the root (the level of f where g is its slope);
 - `scalars[row, j]`, rows TASK_CONST .. TASK_LEVEL: const, the bracket and the sign s_lo in,
@@ -30,7 +31,6 @@ from numba import njit
 
 from ketaflow.pharmacology.vecmath import exp_lane, log_lane
 
-LANES = 8  # one AVX-512 register of float64 (two AVX2 ones)
 MODE_POLE, MODE_COEF, MODE_LEVEL = range(3)
 N_MODE_ROWS = 3
 TASK_CONST, TASK_LO, TASK_HI, TASK_SIDE, TASK_ROOT, TASK_AT, TASK_LEVEL = range(7)
@@ -44,7 +44,9 @@ RATIO_LIMIT = 1e300  # P / N clamped to [1 / limit, limit] so that log_lane sees
 # The tasks in play live in slots of one flat buffer, `row * SLOTS + slot`: the row offsets are
 # compile-time constants, which lets LLVM prove that the rows never overlap and vectorise the
 # loops over slots without run-time alias checks (it gives up on a dozen separate arrays).
-SLOTS = 56  # a multiple of 8 lanes; not a power of two, so rows fall in different cache sets
+# 56: a multiple of 8 lanes, small enough for the buffers to stay in L1, and not a power of two
+# (rows 4 KiB apart would share cache sets and evict each other)
+SLOTS = 56
 (
     R_LO,
     R_HI,

@@ -1,0 +1,109 @@
+"""The batched root solver (`roots.py`) against SciPy's brentq, task by task: sums of
+exponentials with one zero in their bracket, in batches larger than the solver's slots so
+that slots are refilled and compacted, in random order of difficulty."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import brentq
+
+from ketaflow.pharmacology.roots import (
+    MODE_COEF,
+    MODE_LEVEL,
+    MODE_POLE,
+    N_MODE_ROWS,
+    N_TASK_ROWS,
+    SLOTS,
+    TASK_AT,
+    TASK_CONST,
+    TASK_HI,
+    TASK_LEVEL,
+    TASK_LO,
+    TASK_ROOT,
+    TASK_SIDE,
+    solve_tasks,
+)
+
+
+@st.composite
+def monotone_tasks(draw):
+    """g(t) = s (sum_m c_m exp(l_m t) - target), c_m > 0: monotone, so one zero in a bracket
+    whose ends straddle it; s = +-1 picks falling or rising."""
+    n = draw(st.integers(1, 6))
+    poles = draw(st.lists(st.floats(-2.0, -1e-4), min_size=n, max_size=n))
+    coef = draw(st.lists(st.floats(1e-3, 1e3), min_size=n, max_size=n))
+    lo = draw(st.floats(0.0, 100.0))
+    hi = lo + draw(st.floats(1e-3, 1400.0))
+    g_lo = sum(c * math.exp(p * lo) for c, p in zip(coef, poles, strict=True))
+    g_hi = sum(c * math.exp(p * hi) for c, p in zip(coef, poles, strict=True))
+    fraction = draw(st.floats(1e-3, 1.0 - 1e-3))
+    target = g_hi + fraction * (g_lo - g_hi)
+    sign = draw(st.sampled_from([1.0, -1.0]))
+    return np.array(poles), sign * np.array(coef), -sign * target, lo, hi, sign
+
+
+def _storage(tasks):
+    n_modes = max(t[0].shape[0] for t in tasks)
+    modes = np.zeros((N_MODE_ROWS, n_modes, len(tasks)))
+    scalars = np.zeros((N_TASK_ROWS, len(tasks)))
+    for j, (poles, coef, const, lo, hi, sign) in enumerate(tasks):
+        k = poles.shape[0]
+        modes[MODE_POLE, :k, j] = poles
+        modes[MODE_POLE, k:, j] = -1.0  # unused modes: coefficient 0
+        modes[MODE_COEF, :k, j] = coef
+        modes[MODE_LEVEL, :k, j] = coef * poles  # a second sum, returned at the root
+        scalars[TASK_CONST, j] = const
+        scalars[TASK_LO, j] = lo
+        scalars[TASK_HI, j] = hi
+        scalars[TASK_SIDE, j] = sign  # falling (+) starts positive, rising (-) negative
+    return modes, scalars
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(monotone_tasks(), min_size=1, max_size=3 * SLOTS))
+def test_every_root_agrees_with_brentq(tasks):
+    modes, scalars = _storage(tasks)
+    solve_tasks(modes, scalars, 0, len(tasks))
+    for j, (poles, coef, const, lo, hi, _) in enumerate(tasks):
+
+        def g(t, poles=poles, coef=coef, const=const):
+            return float(np.sum(coef * np.exp(poles * t)) + const)
+
+        want = brentq(g, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps)
+        got = scalars[TASK_ROOT, j]
+        at = scalars[TASK_AT, j]
+        assert lo <= got <= hi
+        # g is steep or flat; either the time or the level is right to ~1e-9
+        slope = abs(float(np.sum(coef * poles * np.exp(poles * want))))
+        scale = float(np.sum(np.abs(coef) * np.exp(poles * want)))
+        assert abs(got - want) <= 1e-9 * max(1.0, want) or abs(g(got)) <= 1e-12 * scale, (
+            j,
+            got,
+            want,
+            slope,
+        )
+        # the reported level is the second sum at the last point evaluated, next to the root
+        assert abs(at - got) <= 1e-5 * max(1.0, abs(got)) + 1e-12 * (hi - lo)
+        level = float(np.sum(coef * poles * np.exp(poles * at)))
+        assert scalars[TASK_LEVEL, j] == np.float64(level) or math.isclose(
+            scalars[TASK_LEVEL, j], level, rel_tol=1e-12, abs_tol=1e-300
+        )
+
+
+def test_a_subset_of_the_tasks_is_solved_and_the_rest_untouched():
+    rng = np.random.default_rng(3)
+    tasks = []
+    for _ in range(10):
+        poles = -rng.uniform(1e-3, 1.0, 3)
+        coef = rng.uniform(1.0, 10.0, 3)
+        total = float(np.sum(coef))
+        tasks.append((poles, coef, -0.5 * total * math.exp(-1.0), 0.0, 1e4, 1.0))
+    modes, scalars = _storage(tasks)
+    scalars[TASK_ROOT] = -7.0
+    solve_tasks(modes, scalars, 3, 7)
+    assert np.all(scalars[TASK_ROOT, :3] == -7.0) and np.all(scalars[TASK_ROOT, 7:] == -7.0)
+    assert np.all(scalars[TASK_ROOT, 3:7] > 0.0)
