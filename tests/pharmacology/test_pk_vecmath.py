@@ -4,6 +4,7 @@ documented edge cases (Hypothesis over the whole range)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given
@@ -101,3 +102,27 @@ def test_exp_edge_cases():
 def test_exp_and_log_invert_each_other():
     x = np.linspace(-700.0, 700.0, 10_001)
     assert np.allclose(_log(_exp(x)), x, rtol=0, atol=1e-12 * 700)
+
+
+def test_cached_kernels_are_dropped_when_any_kernel_source_changes(tmp_path, monkeypatch):
+    from ketaflow.pharmacology import kernel_cache
+
+    cached = [tmp_path / "summary._summarize-10.py311.nbi", tmp_path / "roots.solve-5.py311.1.nbc"]
+    other = tmp_path / "cli.unrelated-3.py311.nbi"
+    for path in (*cached, other):
+        path.write_text("x")
+    assert kernel_cache.drop_stale_kernels(tmp_path)  # no stamp yet: dropped, stamp written
+    assert not any(path.exists() for path in cached) and other.exists()
+    for path in cached:
+        path.write_text("x")
+    assert not kernel_cache.drop_stale_kernels(tmp_path)  # same sources: kept
+    assert all(path.exists() for path in cached)
+    monkeypatch.setattr(kernel_cache, "sources_digest", lambda: "changed")
+    assert kernel_cache.drop_stale_kernels(tmp_path)
+    assert not any(path.exists() for path in cached)
+
+
+def test_the_kernel_cache_folder_is_numbas():
+    from ketaflow.pharmacology import kernel_cache, summary
+
+    assert kernel_cache.cache_directory() == Path(summary._summarize._cache._cache_path)

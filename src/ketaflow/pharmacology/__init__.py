@@ -5,3 +5,8 @@ Pure: imports NumPy, SciPy and Numba only, nothing else of ketaflow. Entry point
 (one patient: curve, 90% band, effect site, end of dissociation, suggested discharge),
 `population` (virtual populations in chunks), `solve` (the exact solutions).
 """
+
+from ketaflow.pharmacology.kernel_cache import drop_stale_kernels
+
+# before any kernel is loaded from Numba's disk cache (see kernel_cache)
+drop_stale_kernels()
