@@ -415,3 +415,23 @@ def test_a_negative_dose_start_is_refused():
     # the same history from time 0 is accepted
     modal, events = _history("ketamine", "iv", [(0.0, 35.0, 40.0), (5.0, 10.0, 0.0)], 3)
     assert summarize(modal, events, (0,), (20.0,), 720.0).shape == (3, 1, len(SUMMARY_FIELDS))
+
+
+def test_a_block_with_more_roots_than_its_storage_is_solved_patient_by_patient():
+    """Three IV infusions 8 h apart, each crossing both analytes' thresholds up and down,
+    with the metabolite's peak between: five roots per dose, where a block's task storage
+    holds four per dose and patient. The kernel falls back to one patient at a time for such
+    a block, and every patient's summary equals the one computed alone."""
+    model = MODELS["ketamine"]
+    n = 300
+    rng = np.random.default_rng(11)
+    cov = Covariates(rng.uniform(60.0, 80.0, n), rng.uniform(20.0, 70.0, n))
+    ind = model.individuals("iv", cov, rng)
+    admin = tuple(Administration(480.0 * k, 35.0, 40.0) for k in range(3))
+    modal, events = decompose(ind.system), model.events("iv", admin, ind)
+    thresholds = (50.0, 45.0)
+    together = summarize(modal, events, (0, 1), thresholds, 1440.0)
+    for i in range(0, n, 7):
+        one = slice(i, i + 1)
+        alone = summarize(modal.take(one), events.take(one), (0, 1), thresholds, 1440.0)
+        np.testing.assert_array_equal(together[i], alone[0])

@@ -89,9 +89,8 @@ def _exp_at(lam_m, t, em_m, delta):  # pragma: no cover - compiled
     return math.exp(lam_m * t)
 
 
-# Rows of the per-interval work array `wk` (one row per quantity, one column per mode): a
-# single array crosses the one call that is not inlined (`_root`), since every array passed
-# to a compiled call costs two atomic reference-count updates.
+# Rows of the per-interval work array `wk` (one row per quantity, one column per mode), so
+# that the helpers take one array for all of them.
 LAM, EM, ALPHA, DCOEF = range(4)
 
 
@@ -311,8 +310,9 @@ def _summarize_block(
     2. the levels at the ends and critical points: Cmax, and brackets of the threshold
        crossings; the crossings are then solved together;
     3. the same walk again, now with the crossing times: time above, time to fall below.
-    Work arrays are allocated once per block, and the per-patient body is not a function of
-    its own: every array that crosses a compiled call costs atomic reference-count updates."""
+    Work arrays are allocated once per block. Returns False, having written nothing usable,
+    when the block has more roots than its task storage holds (the caller then runs it patient
+    by patient)."""
     n_modes = mode_path.shape[0]
     n_out = outputs.shape[0]
     n_ev = ev_path.shape[0]
