@@ -308,33 +308,33 @@ def _combine(mu, rf, fac, use, out):  # pragma: no cover - compiled
         if f < 0 or not use[f]:
             continue
         # the other factors' transfer functions at this pole, in one pass over the slots
-        # (one sum per factor; N_FACTORS is 4)
-        h0 = 0.0
-        h1 = 0.0
-        h2 = 0.0
-        h3 = 0.0
+        # (one sum per factor, of the N_FACTORS = 4)
+        h_depot = 0.0
+        h_parent = 0.0
+        h_metabolite = 0.0
+        h_effect = 0.0
         for m in range(m_slots):
             g = fac[m]
             if g < 0 or g == f:
                 continue
             term = rf[m] / (mu[slot] - mu[m])
-            if g == 0:
-                h0 += term
-            elif g == 1:
-                h1 += term
-            elif g == 2:
-                h2 += term
+            if g == FACTOR_DEPOT:
+                h_depot += term
+            elif g == FACTOR_PARENT:
+                h_parent += term
+            elif g == FACTOR_METABOLITE:
+                h_metabolite += term
             else:
-                h3 += term
+                h_effect += term
         value = rf[slot]
-        if f != 0 and use[0]:
-            value *= h0
-        if f != 1 and use[1]:
-            value *= h1
-        if f != 2 and use[2]:
-            value *= h2
-        if f != 3 and use[3]:
-            value *= h3
+        if f != FACTOR_DEPOT and use[FACTOR_DEPOT]:
+            value *= h_depot
+        if f != FACTOR_PARENT and use[FACTOR_PARENT]:
+            value *= h_parent
+        if f != FACTOR_METABOLITE and use[FACTOR_METABOLITE]:
+            value *= h_metabolite
+        if f != FACTOR_EFFECT and use[FACTOR_EFFECT]:
+            value *= h_effect
         out[slot] = value
 
 
