@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
 
@@ -34,13 +34,17 @@ def monotone_tasks(draw):
     """g(t) = s (sum_m c_m exp(l_m t) - target), c_m > 0: monotone, so one zero in a bracket
     whose ends straddle it; s = +-1 picks falling or rising."""
     n = draw(st.integers(1, 6))
-    poles = draw(st.lists(st.floats(-2.0, -1e-4), min_size=n, max_size=n))
-    coef = draw(st.lists(st.floats(1e-3, 1e3), min_size=n, max_size=n))
+    poles = draw(st.lists(st.floats(-20.0, -1e-6), min_size=n, max_size=n))
+    coef = draw(st.lists(st.floats(1e-6, 1e6), min_size=n, max_size=n))
     lo = draw(st.floats(0.0, 100.0))
-    hi = lo + draw(st.floats(1e-3, 1400.0))
+    # levels stay far above the subnormal range, where vecmath works (exp(-400): a
+    # concentration that low is long gone)
+    hi = min(lo + draw(st.floats(1e-6, 1440.0)), 400.0 / max(-p for p in poles))
+    assume(hi > lo)
     g_lo = sum(c * math.exp(p * lo) for c, p in zip(coef, poles, strict=True))
     g_hi = sum(c * math.exp(p * hi) for c, p in zip(coef, poles, strict=True))
-    fraction = draw(st.floats(1e-3, 1.0 - 1e-3))
+    # the zero at least 1e-6 of the level's range from either end (closer: see the example)
+    fraction = draw(st.floats(1e-6, 1.0 - 1e-6))
     target = g_hi + fraction * (g_lo - g_hi)
     sign = draw(st.sampled_from([1.0, -1.0]))
     return np.array(poles), sign * np.array(coef), -sign * target, lo, hi, sign
@@ -65,6 +69,8 @@ def _storage(tasks):
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(monotone_tasks(), min_size=1, max_size=3 * SLOTS))
+# a zero 2e-9 from the end of its bracket: once taken for a zero of the end itself
+@example([(np.array([-1.0]), np.array([1.0]), -0.3678794418035629, 0.0, 1.0, 1.0)])
 def test_every_root_agrees_with_brentq(tasks):
     modes, scalars = _storage(tasks)
     solve_tasks(modes, scalars, 0, len(tasks))
@@ -77,14 +83,14 @@ def test_every_root_agrees_with_brentq(tasks):
         got = scalars[TASK_ROOT, j]
         at = scalars[TASK_AT, j]
         assert lo <= got <= hi
-        # g is steep or flat; either the time or the level is right to ~1e-9
-        slope = abs(float(np.sum(coef * poles * np.exp(poles * want))))
-        scale = float(np.sum(np.abs(coef) * np.exp(poles * want)))
-        assert abs(got - want) <= 1e-9 * max(1.0, want) or abs(g(got)) <= 1e-12 * scale, (
+        # the time to 1e-9 relative, or (where g is so flat that its zero is a matter of
+        # rounding) a point where g is at rounding level: a few times the solver's 1e-12 of
+        # the sizes of its parts
+        size = float(np.sum(np.abs(coef) * np.exp(poles * got))) + abs(const)
+        assert abs(got - want) <= 1e-9 * max(1.0, want) or abs(g(got)) <= 4e-12 * size, (
             j,
             got,
             want,
-            slope,
         )
         # the reported level is the second sum at the last point evaluated, next to the root
         assert abs(at - got) <= 1e-5 * max(1.0, abs(got)) + 1e-12 * (hi - lo)

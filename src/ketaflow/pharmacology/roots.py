@@ -71,8 +71,10 @@ SLOTS = 56
     R_ROOT,
     R_ROOT_AT,
     R_ROOT_LEVEL,
-) = (row * SLOTS for row in range(23))
-N_ROWS = 23
+    R_LO_ZERO,
+    R_HI_ZERO,
+) = (row * SLOTS for row in range(25))
+N_ROWS = 25
 PHASE_LO, PHASE_HI, PHASE_X, PHASE_DONE, PHASE_IDLE = 0.0, 1.0, 2.0, 3.0, 4.0
 
 
@@ -95,6 +97,8 @@ def _load(modes, scalars, j, buf, mode_buf, slot, n_modes):  # pragma: no cover 
     buf[R_X + slot] = math.nan
     buf[R_PHASE + slot] = PHASE_LO
     buf[R_EVALS + slot] = 0.0
+    buf[R_LO_ZERO + slot] = 0.0  # whether g was at rounding level at lo (at hi), once seen
+    buf[R_HI_ZERO + slot] = 0.0
     buf[R_ROOT + slot] = math.nan
     buf[R_ROOT_AT + slot] = math.nan
     buf[R_ROOT_LEVEL + slot] = math.nan
@@ -210,11 +214,18 @@ def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
             x_hi = b - st if usable else math.nan
             x_hi = x_hi if (a < x_hi) & (x_hi < b) else 0.5 * (a + b)
             # after an evaluation at x. At rounding level x is the zero, unless it is within
-            # 1e-6 of the bracket from an end, which may itself be a zero of g (the slope of
-            # a level that starts at zero): x then counts as that end's side
+            # 1e-6 of the bracket from an end where g was at rounding level too: that end
+            # may itself be a zero of g (the slope of a level that starts at zero, flat as
+            # t^2 after a chain of two absorptions), and x then counts as that end's side
+            lo_zero = buf[R_LO_ZERO + k]
+            hi_zero = buf[R_HI_ZERO + k]
+            noisy_here = 1.0 if nz else 0.0
+            buf[R_LO_ZERO + k] = noisy_here if ph == PHASE_LO else lo_zero
+            buf[R_HI_ZERO + k] = noisy_here if ph == PHASE_HI else hi_zero
             guard = 1e-6 * (b0 - a0)
-            interior = (xk - a0 > guard) & (b0 - xk > guard)
             near_lo = xk - a0 <= b0 - xk
+            end_zero = lo_zero if near_lo else hi_zero
+            interior = ((xk - a0 > guard) & (b0 - xk > guard)) | (end_zero == 0.0)
             side_noisy = s0 if near_lo else -s0
             sd = side_noisy if nz else sd_eval
             move_lo = sd == s0
