@@ -232,13 +232,15 @@ def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
             a2 = xk if move_lo else a
             b2 = b if move_lo else xk
             mid = 0.5 * (a2 + b2)
-            x_new = xk - st if usable else mid
-            x_new = x_new if (a2 < x_new) & (x_new < b2) else mid
+            x_step = xk - st if usable else mid
+            stepped = usable & (a2 < x_step) & (x_step < b2)
+            x_new = x_step if stepped else mid
             # Halley converges cubically, Newton quadratically (phi bends on the scale of the
             # modes, minutes to hours): after a step under 1e-5 relative the error is below
-            # 1e-9 relative; a bracket under 1e-12 relative is far below a second
+            # 1e-9 relative. A bisection says nothing of the sort, so after one only a bracket
+            # under 1e-12 relative (far below a second) counts
             scale = max(1.0, abs(xk))
-            converged = (abs(x_new - xk) <= 1e-5 * scale) | (b2 - a2 <= 1e-12 * scale)
+            converged = (stepped & (abs(x_new - xk) <= 1e-5 * scale)) | (b2 - a2 <= 1e-12 * scale)
             at_zero = nz & interior
             in_x = ph == PHASE_X
             finishes = in_x & (at_zero | converged)
