@@ -89,3 +89,22 @@ def test_plot_html_and_png_are_written(tmp_path):
     result = runner.invoke(app, [*BASE, "--plot", str(tmp_path / "curve.svg")])
     assert result.exit_code == 2
     assert "error: --plot:" in result.stderr
+
+
+def test_first_use_says_the_kernels_are_compiling(monkeypatch):
+    import ketaflow.pharmacology.cli as cli
+
+    monkeypatch.setattr(cli, "kernels_cached", lambda: False)
+    result = runner.invoke(app, [*BASE, "--patients", "50", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "compiling the pharmacology kernels" in result.stderr
+    json.loads(result.stdout)  # the figures themselves are unchanged
+    monkeypatch.setattr(cli, "kernels_cached", lambda: True)
+    assert "compiling" not in runner.invoke(app, [*BASE, "--patients", "50"]).stderr
+
+
+def test_the_kernel_cache_is_seen_once_the_kernels_ran():
+    from ketaflow.pharmacology.kernel_cache import kernels_cached
+
+    runner.invoke(app, [*BASE, "--patients", "50"])
+    assert kernels_cached()

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ketaflow.pharmacology.clinical import DEFAULT_THRESHOLD_NG_PER_ML, simulate
 from ketaflow.pharmacology.errors import PKInputError
+from ketaflow.pharmacology.kernel_cache import kernels_cached
 
 PROGRESS_FROM_PATIENTS = 10_000  # below this the run is too short for a bar
 
@@ -95,6 +96,8 @@ def simulate_command(
     if plot is not None and plot.suffix.lower() not in (".html", ".png"):
         raise _fail("plot", "the plot file must end in .html (interactive) or .png")
     err = Console(stderr=True)
+    if not kernels_cached():
+        err.print("first use: compiling the pharmacology kernels (about a minute, once)")
     try:
         if patients >= PROGRESS_FROM_PATIENTS:
             with Progress(

@@ -296,7 +296,7 @@ def warm_up() -> float:
     """Compile (or load from Numba's on-disk cache) every kernel a clinic request can reach:
     a small population summary and one observation advice per drug. Seconds taken. The
     server runs this in the background at start-up, so the first PK request of the day is not
-    the one that waits about half a minute for compilation on a fresh install."""
+    the one that waits about 40 s for compilation on a fresh install."""
     start = time.perf_counter()
     simulate("ketamine", "iv", "0.5mg/kg", 70.0, "40min", patients=20)
     simulate("ketamine", "im", "0.5mg/kg", 70.0, patients=20)

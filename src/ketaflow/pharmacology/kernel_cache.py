@@ -28,6 +28,13 @@ def cache_directory() -> Path | None:
     return Path(path) if path else None
 
 
+def kernels_cached(directory: Path | None = None) -> bool:
+    """Whether the summary kernel (the last to compile) is in Numba's disk cache, so a first
+    PK computation will load kernels rather than compile them (about 40 s)."""
+    directory = directory if directory is not None else cache_directory()
+    return directory is not None and any(directory.glob("summary._summarize-*.nbi"))
+
+
 def sources_digest() -> str:
     here = Path(__file__).parent
     return hashlib.sha256(
