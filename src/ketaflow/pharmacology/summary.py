@@ -194,21 +194,21 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
             n_sel += 1
     if n_sel <= 1:
         return 0
-    # row LAM as in wk, then one row per level
-    levels = np.zeros((2 + n_sel, n))
+    # row LAM as in wk, then level j in row 1 + j
+    levels = np.zeros((1 + n_sel, n))
     for m in range(n):
         levels[LAM, m] = wk[LAM, m]
-        levels[2, m] = wk[DCOEF, m]
+        levels[1, m] = wk[DCOEF, m]
     for j in range(n_sel - 1):
         p = wk[LAM, sel[j]]
         for m in range(n):
-            levels[3 + j, m] = levels[2 + j, m] * (wk[LAM, m] - p)
+            levels[2 + j, m] = levels[1 + j, m] * (wk[LAM, m] - p)
     modes = np.zeros((N_MODE_ROWS, n, n))
     scalars = np.zeros((N_TASK_ROWS, n))
     points = np.empty(n)  # zeros of the level below, in increasing order
     n_points = 0
     for j in range(n_sel - 2, -1, -1):
-        row = 2 + j
+        row = 1 + j
         n_br = 0
         t_prev = 0.0
         s_prev = _scaled_side_sign(levels, row, n, 0.0, True)
