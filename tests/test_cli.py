@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from ketaflow.cli import app
+from ketaflow.cli import app, fail
 from ketaflow.core.db import Database
 from ketaflow.core.settings import get_settings
 from ketaflow.patients.tables import Patient
@@ -51,6 +51,13 @@ def test_init_then_user_add_from_stdin(cli_db):
     assert result.exit_code == 0, result.output
     assert "added nurse.ann (nurse)" in result.output
     assert _count(cli_db, User, User.username == "nurse.ann") == 1
+
+
+def test_a_long_error_stays_one_line(capsys):
+    message = "the value given for this option cannot be used, " * 4  # ~200 characters
+    exit_ = fail(message)
+    assert exit_.exit_code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}".strip()]
 
 
 def test_user_add_errors_are_one_line_and_exit_2(cli_db):

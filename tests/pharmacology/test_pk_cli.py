@@ -56,15 +56,20 @@ def test_large_run_keeps_stdout_pure_json():
 
 
 def test_bad_input_exits_2_with_one_line():
-    result = runner.invoke(app, [*BASE[:6], "lots", *BASE[7:]])
-    assert result.exit_code == 2
-    assert result.stderr.strip().startswith("error: --dose:")
-    result = runner.invoke(app, [*BASE, "--route", "rectal"])
-    assert result.exit_code == 2
-    assert "error: --route:" in result.stderr
-    result = runner.invoke(app, [*BASE[:-1], "-4"])
-    assert result.exit_code == 2
-    assert "error: --weight:" in result.stderr
+    # a narrow terminal must not fold the message either (scripts read the one line)
+    narrow = {"COLUMNS": "40"}
+    for args, parameter in (
+        ([*BASE[:6], "lots", *BASE[7:]], "dose"),
+        ([*BASE[:6], "0.5", *BASE[7:]], "dose"),  # a dose without its unit
+        ([*BASE, "--route", "rectal"], "route"),
+        ([*BASE[:-1], "-4"], "weight"),
+    ):
+        result = runner.invoke(app, args, env=narrow)
+        assert result.exit_code == 2, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: --{parameter}:"), result.stderr
+        assert result.stdout == ""
 
 
 def test_plot_html_and_png_are_written(tmp_path):

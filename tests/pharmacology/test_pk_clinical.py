@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 
 import numpy as np
@@ -84,6 +86,13 @@ def test_observation_advice_rejects_bad_input(kwargs, parameter):
     with pytest.raises(PKInputError) as err:
         observation_advice("ketamine", "iv", 35.0, 70.0, **kwargs)
     assert err.value.parameter == parameter
+
+
+@pytest.mark.parametrize("dose_mg", [math.nan, math.inf, -35.0, 0.0, 1e-20, 1e20])
+def test_observation_advice_rejects_a_bad_dose_naming_it(dose_mg):
+    with pytest.raises(PKInputError) as err:
+        observation_advice("ketamine", "iv", dose_mg, 70.0, duration_min=40.0)
+    assert err.value.parameter == "dose"
 
 
 def test_warm_up_compiles_every_kernel_a_request_reaches():

@@ -13,7 +13,6 @@ from ketaflow.pharmacology.errors import PKInputError
     [
         ("0.5mg/kg", 0.5, "mg/kg"),
         ("35 mg", 35.0, "mg"),
-        ("35", 35.0, "mg"),
         ("2 devices", 2.0, "device"),
         ("1 device", 1.0, "device"),
         (".25MG/KG", 0.25, "mg/kg"),
@@ -47,8 +46,12 @@ def test_parse_duration(text, minutes):
         ({"dose": "-1mg"}, "dose"),
         ({"dose": "0mg"}, "dose"),
         ({"dose": "lots"}, "dose"),
+        ({"dose": "0.5"}, "dose"),  # mg or mg/kg? a dose carries its unit
+        ({"dose": "35"}, "dose"),
         ({"dose": "50mg/kg"}, "dose"),
         ({"dose": "5000mg"}, "dose"),
+        ({"dose": "0.05mg"}, "dose"),
+        ({"dose": "0.001mg/kg"}, "dose"),
         ({"weight_kg": -70.0}, "weight"),
         ({"weight_kg": 900.0}, "weight"),
         ({"duration": "-5min"}, "duration"),
@@ -81,7 +84,7 @@ def test_mg_per_kg_uses_weight_and_iv_keeps_duration():
     assert plan.label == "40 mg over 40 min"
 
 
-@pytest.mark.parametrize("dose", ["2 devices", "56mg", "56"])
+@pytest.mark.parametrize("dose", ["2 devices", "56mg", "56 MG"])
 def test_esketamine_devices_five_minutes_apart(dose):
     plan = plan_dose("esketamine", "intranasal", dose, 70.0)
     assert plan.devices == 2

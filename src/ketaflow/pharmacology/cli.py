@@ -62,7 +62,10 @@ def _table(report: dict) -> Table:
 
 
 def _fail(parameter: str, message: str) -> typer.Exit:
-    Console(stderr=True).print(f"error: --{parameter}: {message}", highlight=False, markup=False)
+    # soft_wrap: one line whatever the terminal's width
+    Console(stderr=True).print(
+        f"error: --{parameter}: {message}", highlight=False, markup=False, soft_wrap=True
+    )
     return typer.Exit(2)
 
 

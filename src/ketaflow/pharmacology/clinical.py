@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ketaflow.pharmacology.doses import DosePlan, check_age, plan_dose
+from ketaflow.pharmacology.doses import DosePlan, DoseSpec, check_age, plan_dose
 from ketaflow.pharmacology.errors import PKInputError
 from ketaflow.pharmacology.models import C50_S_KETAMINE_NG_PER_ML, PKModel, RouteInfo, model_for
 from ketaflow.pharmacology.population import (
@@ -224,12 +224,12 @@ def observation_advice(
     """
     model, route_info = model_for(drug, route)
     if devices is not None:
-        dose_text = f"{devices} devices"
+        dose = DoseSpec(devices, "device")
     elif dose_mg is not None:
-        dose_text = f"{dose_mg}mg"
+        dose = DoseSpec(dose_mg, "mg")
     else:
         raise PKInputError("dose", "give dose_mg or devices")
-    plan: DosePlan = plan_dose(drug, route, dose_text, weight_kg, duration_min or None)
+    plan: DosePlan = plan_dose(drug, route, dose, weight_kg, duration_min or None)
     age = check_age(age_years)
     if not 0 < fraction_of_c50 < 5:
         raise PKInputError("fraction_of_c50", "fraction_of_c50 must be between 0 and 5")

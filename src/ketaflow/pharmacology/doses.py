@@ -19,6 +19,7 @@ from ketaflow.pharmacology.models import (
 # Sanity limits, not clinical rules: beyond these the input is a typo, not a plan.
 WEIGHT_MIN_KG = 10.0
 WEIGHT_MAX_KG = 350.0
+DOSE_MIN_MG = 0.1  # a microgram-range "dose" is a unit slip (ug typed as mg), not a plan
 DOSE_MAX_MG = 1000.0
 DOSE_MAX_MG_PER_KG = 10.0
 DURATION_MAX_MIN = 1440.0
@@ -28,7 +29,7 @@ AGE_MAX_YEARS = 110.0
 MAX_DEVICES = 4
 
 _DOSE = re.compile(
-    r"^\s*(?P<value>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>mg/kg|mg|devices?|)\s*$", re.IGNORECASE
+    r"^\s*(?P<value>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>mg/kg|mg|devices?)\s*$", re.IGNORECASE
 )
 _DURATION = re.compile(
     r"^\s*(?P<value>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>min|mins|minutes?|m|h|hr|hours?|s|sec|seconds?|)\s*$",
@@ -41,21 +42,29 @@ class DoseSpec:
     value: float
     unit: str  # "mg", "mg/kg" or "device"
 
+    def __post_init__(self) -> None:
+        if self.unit not in ("mg", "mg/kg", "device"):
+            raise PKInputError("dose", f"unknown dose unit {self.unit!r}: use mg, mg/kg or devices")
+        if not (isinstance(self.value, int | float) and math.isfinite(self.value)):
+            raise PKInputError("dose", f"the dose must be a finite number, got {self.value!r}")
+        if self.value <= 0:
+            raise PKInputError("dose", f"the dose must be positive, got {self.value:g} {self.unit}")
+
 
 def parse_dose(text: str) -> DoseSpec:
-    """'0.5mg/kg', '35 mg', '35' (mg), '2 devices'."""
+    """'0.5mg/kg', '35 mg', '2 devices'. A bare number is refused: whether 0.5 meant mg or
+    mg/kg is the classic dosing error (ISMP: a dose always carries its unit)."""
     match = _DOSE.match(str(text))
     if not match:
         raise PKInputError(
-            "dose", f"cannot read dose {text!r}: write e.g. 0.5mg/kg, 35mg or 2 devices"
+            "dose",
+            f"cannot read dose {text!r}: write the number with its unit, e.g. 0.5mg/kg, 35mg "
+            "or 2 devices",
         )
-    value = float(match["value"])
-    unit = match["unit"].lower() or "mg"
+    unit = match["unit"].lower()
     if unit.startswith("device"):
         unit = "device"
-    if value <= 0:
-        raise PKInputError("dose", f"the dose must be positive, got {text!r}")
-    return DoseSpec(value, unit)
+    return DoseSpec(float(match["value"]), unit)
 
 
 def parse_duration(text: str | float | None) -> float:
@@ -142,6 +151,7 @@ def plan_dose(
     check_drug_route(drug, route)
     weight_kg = check_weight(weight_kg)
     spec = parse_dose(dose) if isinstance(dose, str) else dose
+    given = dose if isinstance(dose, str) else f"{spec.value:g} {spec.unit}"
     duration_min = parse_duration(duration)
     if duration_min > 0 and route != "iv":
         raise PKInputError("duration", f"a duration applies to IV infusions only, not {route!r}")
@@ -153,7 +163,7 @@ def plan_dose(
         if abs(devices_f - devices) > 1e-9:
             raise PKInputError(
                 "dose",
-                f"esketamine nasal doses are whole 28 mg devices (28, 56, 84 mg), got {dose!r}",
+                f"esketamine nasal doses are whole 28 mg devices (28, 56, 84 mg), got {given!r}",
             )
         if not 1 <= devices <= MAX_DEVICES:
             raise PKInputError(
@@ -172,6 +182,8 @@ def plan_dose(
         total = spec.value * weight_kg
     else:
         total = spec.value
+    if total < DOSE_MIN_MG:
+        raise PKInputError("dose", f"{total:g} mg is under the {DOSE_MIN_MG:g} mg sanity limit")
     if total > DOSE_MAX_MG:
         raise PKInputError("dose", f"{total:g} mg is over the {DOSE_MAX_MG:g} mg sanity limit")
     return DosePlan(drug, route, total, (Administration(start_min, total, duration_min),))
