@@ -27,7 +27,11 @@ def test_simulate_returns_the_summary(api):
 
 def test_engine_errors_are_422_problems_naming_the_field(api):
     client = api("prescriber")
-    for bad, field in ((BODY | {"dose": "-3mg"}, "dose"), (BODY | {"route": "im"}, "duration")):
+    for bad, field in (
+        (BODY | {"dose": "-3mg"}, "dose"),
+        (BODY | {"dose": "35"}, "dose"),  # no unit
+        (BODY | {"route": "im"}, "duration"),
+    ):
         response = client.post(URL, json=bad)
         assert response.status_code == 422
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -38,6 +42,15 @@ def test_schema_errors_are_422(api):
     client = api("prescriber")
     for bad in ({"drug": "heroin"}, {"patients": 1_000_001}, {"weight_kg": -1}):
         assert client.post(URL, json=BODY | bad).status_code == 422
+
+
+def test_a_misspelt_field_is_422_naming_it_not_ignored(api):
+    # "duraton" dropped silently would simulate a bolus instead of a 40-min infusion
+    body = {k: v for k, v in BODY.items() if k != "duration"} | {"duraton": "40min"}
+    response = api("prescriber").post(URL, json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "duraton" in [e["field"] for e in response.json()["errors"]]
 
 
 def test_only_clinicians_may_simulate(api):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ketaflow.pharmacology.clinical import DEFAULT_THRESHOLD_NG_PER_ML, simulate
 from ketaflow.pharmacology.errors import PKInputError
@@ -25,6 +25,9 @@ _FIELD = {"weight": "weight_kg", "threshold": "threshold_ng_per_ml", "age": "age
 
 
 class SimulateRequest(BaseModel):
+    # A misspelt field must not vanish: "duraton" ignored would simulate a bolus.
+    model_config = ConfigDict(extra="forbid")
+
     drug: Literal["ketamine", "esketamine"]
     route: Literal["iv", "im", "sc", "intranasal", "oral", "sublingual"]
     dose: str = Field(
