@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from ketaflow.cli import app, fail
+from ketaflow.cli import app, fail, main
 from ketaflow.core.db import Database
 from ketaflow.core.settings import get_settings
 from ketaflow.patients.tables import Patient
@@ -58,6 +58,45 @@ def test_a_long_error_stays_one_line(capsys):
     exit_ = fail(message)
     assert exit_.exit_code == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}".strip()]
+
+
+def _run_main(monkeypatch, capsys, *args):
+    monkeypatch.setattr("sys.argv", ["ketaflow", *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    captured = capsys.readouterr()
+    return stop.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["simulate", "--patients", "many"], "Invalid value for '--patients'"),
+        (["score", "--no-such-option"], "No such option: --no-such-option"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+    ],
+)
+def test_usage_errors_from_the_entry_point_are_one_line_and_exit_2(
+    monkeypatch, capsys, args, says
+):
+    code, out, err = _run_main(monkeypatch, capsys, *args)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and says in lines[0]
+    assert "--help" in lines[0]  # where to look next
+
+
+def test_the_entry_point_exits_0_on_success_and_shows_help_for_a_bare_group(
+    monkeypatch, capsys
+):
+    code, out, _ = _run_main(monkeypatch, capsys, "instruments")
+    assert code == 0
+    assert "PHQ-9" in out
+    code, out, err = _run_main(monkeypatch, capsys, "user")
+    assert code == 2  # as Click does for a group called without a command
+    assert "Usage" in out + err
 
 
 def test_user_add_errors_are_one_line_and_exit_2(cli_db):

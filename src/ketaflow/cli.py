@@ -235,5 +235,24 @@ def sessions_today(
         console.print(f"{label}: {len(day[key])}")
 
 
+def main() -> None:
+    """The `ketaflow` entry point: Typer's usage errors (an unknown option, a value of the
+    wrong type) become one line and exit code 2 too, instead of a framed box."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err_console.print("error: aborted", soft_wrap=True)
+        sys.exit(1)
+    except typer.TyperException as exc:  # Click's ClickException, UsageError and kin
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        message = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        sys.exit(fail(message + hint, getattr(exc, "exit_code", 2)).exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

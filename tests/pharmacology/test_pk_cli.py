@@ -63,6 +63,7 @@ def test_bad_input_exits_2_with_one_line():
         ([*BASE[:6], "0.5", *BASE[7:]], "dose"),  # a dose without its unit
         ([*BASE, "--route", "rectal"], "route"),
         ([*BASE[:-1], "-4"], "weight"),
+        ([*BASE, "--seed", "-1"], "seed"),  # was a NumPy traceback
     ):
         result = runner.invoke(app, args, env=narrow)
         assert result.exit_code == 2, args

@@ -72,3 +72,10 @@ def test_patient_count_is_bounded(n):
     with pytest.raises(PKInputError) as err:
         _spec(n)
     assert err.value.parameter == "patients"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "7"])
+def test_seed_is_a_whole_number_in_range(seed):
+    with pytest.raises(PKInputError) as err:
+        _spec(10, seed=seed)
+    assert err.value.parameter == "seed"

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ketaflow.pharmacology.clinical import DEFAULT_THRESHOLD_NG_PER_ML, simulate
 from ketaflow.pharmacology.errors import PKInputError
+from ketaflow.pharmacology.population import MAX_SEED
 from ketaflow.security.dependencies import require_permission
 from ketaflow.security.permissions import PK_SIMULATE
 
@@ -38,7 +39,7 @@ class SimulateRequest(BaseModel):
         default=None, max_length=20, description="IV infusion duration, e.g. 40min"
     )
     patients: int = Field(default=1000, ge=1, le=MAX_HTTP_PATIENTS)
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     threshold_ng_per_ml: float = Field(default=DEFAULT_THRESHOLD_NG_PER_ML, gt=0, le=100_000)
     age_years: float | None = Field(default=None, ge=1, le=110)
 

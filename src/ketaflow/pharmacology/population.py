@@ -39,6 +39,7 @@ from ketaflow.pharmacology.summary import (
 RNG_BLOCK = 8192
 CURVE_BLOCK = 512
 MAX_PATIENTS = 1_000_000  # summaries keep 7 floats per patient and output: ~170 MB at most
+MAX_SEED = 2**32 - 1  # the HTTP API's bound too; NumPy takes any non-negative integer
 OUTPUT_NAMES = {OUTPUT_PARENT: "parent", OUTPUT_METABOLITE: "metabolite", OUTPUT_EFFECT: "effect"}
 
 ProgressCallback = Callable[[int, int], None]  # (patients done, total)
@@ -62,6 +63,10 @@ class PopulationSpec:
             raise PKInputError(
                 "patients", f"patients must be between 1 and {MAX_PATIENTS}, got {self.n_patients}"
             )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
+            raise PKInputError("seed", f"the seed must be a whole number, got {self.seed!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise PKInputError("seed", f"the seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if self.weight_sd_kg < 0 or self.age_sd_years < 0:
             raise PKInputError("weight_sd", "standard deviations must be zero or positive")
 
