@@ -66,7 +66,9 @@ class PopulationSpec:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
             raise PKInputError("seed", f"the seed must be a whole number, got {self.seed!r}")
         if not 0 <= self.seed <= MAX_SEED:
-            raise PKInputError("seed", f"the seed must be between 0 and {MAX_SEED}, got {self.seed}")
+            raise PKInputError(
+                "seed", f"the seed must be between 0 and {MAX_SEED}, got {self.seed}"
+            )
         if self.weight_sd_kg < 0 or self.age_sd_years < 0:
             raise PKInputError("weight_sd", "standard deviations must be zero or positive")
 
