@@ -76,9 +76,7 @@ def _run_main(monkeypatch, capsys, *args):
         (["no-such-command"], "No such command 'no-such-command'"),
     ],
 )
-def test_usage_errors_from_the_entry_point_are_one_line_and_exit_2(
-    monkeypatch, capsys, args, says
-):
+def test_usage_errors_from_the_entry_point_are_one_line_and_exit_2(monkeypatch, capsys, args, says):
     code, out, err = _run_main(monkeypatch, capsys, *args)
     assert code == 2
     assert out == ""
@@ -88,9 +86,7 @@ def test_usage_errors_from_the_entry_point_are_one_line_and_exit_2(
     assert "--help" in lines[0]  # where to look next
 
 
-def test_the_entry_point_exits_0_on_success_and_shows_help_for_a_bare_group(
-    monkeypatch, capsys
-):
+def test_the_entry_point_exits_0_on_success_and_shows_help_for_a_bare_group(monkeypatch, capsys):
     code, out, _ = _run_main(monkeypatch, capsys, "instruments")
     assert code == 0
     assert "PHQ-9" in out
