@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from typer.testing import CliRunner
 
 from ketaflow.cli import app, fail, main
@@ -122,6 +122,40 @@ def test_user_add_errors_are_one_line_and_exit_2(cli_db):
     )
     assert taken.exit_code == 2
     assert "taken" in taken.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["audit", "verify"],
+        ["sessions", "today", "--as", "nurse.x"],
+        ["user", "add", "--username", "nurse.x", "--role", "nurse"],
+        ["serve"],
+    ],
+)
+def test_a_database_without_schema_is_one_line_not_a_traceback(cli_db, args):
+    result = runner.invoke(app, args, input="a fine long password\n")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: the database schema is missing or out of date: run `ketaflow init` first"
+    ]
+    db = Database(cli_db)
+    try:
+        assert inspect(db.engine).get_table_names() == []  # nothing created behind init's back
+    finally:
+        db.dispose()
+
+
+def test_an_unreachable_database_is_one_line_without_the_statement(tmp_path, monkeypatch):
+    missing = tmp_path / "no" / "such" / "dir" / "k.db"
+    monkeypatch.setenv("KETAFLOW_DATABASE_URL", f"sqlite:///{missing}")
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["init"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: database: unable to open database file"]
 
 
 def test_demo_builds_a_deterministic_clinic_once(cli_db):

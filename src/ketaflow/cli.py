@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from sqlalchemy.exc import OperationalError
 
 from ketaflow.core.db import Database
 from ketaflow.core.errors import KetaflowError
@@ -65,6 +66,10 @@ def handle_errors(command: F) -> F:
             first = exc.errors()[0]
             name = "KETAFLOW_" + "_".join(str(p) for p in first["loc"]).upper()
             raise fail(f"{name}: {first['msg']}") from None
+        except OperationalError as exc:  # unreachable server, unwritable file, ...
+            # the driver's own reason only: the statement and its parameters may hold PHI
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unavailable"
+            raise fail(f"database: {reason}") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -72,6 +77,14 @@ def handle_errors(command: F) -> F:
 def open_database() -> Database:
     settings = get_settings()
     return Database(settings.database_url, settings)
+
+
+def open_current_database() -> Database:
+    """The configured database, refusing one whose schema is missing or out of date."""
+    db = open_database()
+    if not schema_is_current(db):
+        raise fail("the database schema is missing or out of date: run `ketaflow init` first")
+    return db
 
 
 @app.command()
@@ -90,8 +103,7 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8000,
 ) -> None:
     """Serve the API and web pages."""
-    if not schema_is_current(open_database()):
-        raise fail("the database schema is missing or out of date: run `ketaflow init` first")
+    open_current_database().dispose()
     run_server(host, port)
 
 
@@ -152,11 +164,11 @@ def user_add(
     ] = False,
 ) -> None:
     """Add a staff account. The password is prompted for, or read from stdin."""
+    db = open_current_database()  # before the password is typed for nothing
     if password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    db = open_database()
     user = security.create_user(
         db,
         get_settings(),
@@ -173,7 +185,7 @@ def user_add(
 @handle_errors
 def audit_verify() -> None:
     """Walk the audit hash chain; name the first broken event (exit 1) if any."""
-    report = security.verify_audit_chain(open_database())
+    report = security.verify_audit_chain(open_current_database())
     if report.intact:
         console.print(f"audit chain intact: {report.events_checked} events verified")
         return
@@ -200,7 +212,7 @@ def sessions_today(
     from ketaflow.treatment.clinic import load_clinic_config
 
     settings = get_settings()
-    db = open_database()
+    db = open_current_database()
     actor = security.actor_by_username(db, as_user, "cli")
     day = worklist.today(db, actor, load_clinic_config(settings))
     if json_output:
