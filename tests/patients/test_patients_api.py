@@ -135,6 +135,12 @@ def test_search_by_name_mrn_and_birth_date_with_pagination(api):
     ).json()
     assert [p["id"] for p in by_dob["items"]] == [made[2]["id"]]
     assert client.get("/api/v1/patients", params={"limit": 0}).status_code == 422
+    # past the 64-bit integers the stores bind: a 422 naming the field, not a 500
+    huge = client.get("/api/v1/patients", params={"offset": 2**63})
+    assert huge.status_code == 422
+    assert "offset" in [e["field"] for e in huge.json()["errors"]]
+    far = client.get("/api/v1/patients", params={"name": family, "offset": 2**31 - 1})
+    assert far.status_code == 200 and far.json()["items"] == []
 
 
 def test_search_treats_like_wildcards_literally(api):
