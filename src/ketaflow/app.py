@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -18,6 +18,7 @@ from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database
 from ketaflow.core.problems import install_problem_handlers
 from ketaflow.core.settings import Settings, get_settings
+from ketaflow.core.text_input import reject_nul_characters
 from ketaflow.measures.api import router as measures_router
 from ketaflow.patients.api import router as patients_router
 from ketaflow.pharmacology.api import router as pharmacology_router
@@ -58,6 +59,7 @@ def create_app(
         "courses and dosing sessions, therapy, measurement-based care, pharmacology. Log in "
         "with Authorize (OAuth2 password flow); errors are RFC 9457 problem+json.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_nul_characters)],
     )
     app.state.settings = settings
     app.state.db = database
