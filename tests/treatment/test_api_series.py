@@ -162,6 +162,13 @@ def test_full_esketamine_induction(api, chairs, clinic_clock):
             clinic_clock.advance(minutes=5)
             session = act(nurse, session, "devices", {"lot_number": "LOT-A1"})
         session = act(nurse, session, "dose/end")
+        if index == 0:  # the PK advice for a nasal dose (was a 500: a "duration" of 10 min)
+            advice = ok(nurse.get(f"/api/v1/sessions/{planned['id']}/observation-advice"))
+            ends = datetime.fromisoformat(advice["end_of_dissociation_at"]) - first_device
+            assert timedelta(minutes=20) < ends < timedelta(hours=2)
+            suggested = datetime.fromisoformat(advice["suggested_earliest_discharge_at"])
+            assert suggested >= datetime.fromisoformat(advice["end_of_dissociation_at"])
+            assert advice["protocol_minimum_ends_at"]
         clinic_clock.set(first_device + timedelta(minutes=40))
         session = act(nurse, session, "readings", BASELINE, status=201)
         clinic_clock.set(first_device + timedelta(minutes=121))

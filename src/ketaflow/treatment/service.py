@@ -23,6 +23,7 @@ from ketaflow.patients import service as patients
 from ketaflow.patients.rules import age_on
 from ketaflow.patients.tables import Patient, Screening
 from ketaflow.pharmacology import clinical as pk
+from ketaflow.pharmacology.errors import PKInputError
 from ketaflow.security import audit
 from ketaflow.security import service as security
 from ketaflow.security.permissions import (
@@ -43,7 +44,7 @@ from ketaflow.treatment.clinic import ClinicConfig
 from ketaflow.treatment.discharge import DischargeInputs
 from ketaflow.treatment.errors import RuleViolation
 from ketaflow.treatment.monitoring import AdverseEvent, Reading
-from ketaflow.treatment.protocols import DeviceDose, FixedDose, Protocol, ProtocolId
+from ketaflow.treatment.protocols import DeviceDose, FixedDose, Protocol, ProtocolId, Route
 from ketaflow.treatment.rules import DosingSession, SessionState
 from ketaflow.treatment.tables import Chair, Consent, Course, DosingSessionRow, HomeDose
 
@@ -1483,15 +1484,27 @@ def observation_advice(db: Database, actor: Actor, session_id: str) -> Observati
         )
     protocol = course_protocol(course)
     started = document.dose_started_at
-    advice = pk.observation_advice(
-        course.drug,
-        course.route,
-        None if document.dose.device_count else float(document.dose.dose_mg),
-        latest.weight_kg,
-        devices=document.dose.device_count,
-        duration_min=float(protocol.administration_minutes),
-        age_years=float(age_on(patient.birth_date, started.date())),
+    # Only an IV infusion has a duration in the PK engine; the nasal protocol's 10 minutes
+    # are the devices' spacing, which the engine's dose plan already carries.
+    infusion_min = (
+        float(protocol.administration_minutes)
+        if protocol.route == Route.intravenous_infusion
+        else None
     )
+    try:
+        advice = pk.observation_advice(
+            course.drug,
+            course.route,
+            None if document.dose.device_count else float(document.dose.dose_mg),
+            latest.weight_kg,
+            devices=document.dose.device_count,
+            duration_min=infusion_min,
+            age_years=float(age_on(patient.birth_date, started.date())),
+        )
+    except PKInputError as exc:  # the chart's values are outside what the models take
+        raise RuleViolation(
+            "advice_unavailable", [Reason(f"advice.{exc.parameter}", str(exc))]
+        ) from exc
     status = rules.session_status(document, protocol, now=started)
     return ObservationAdvice(
         dose_started_at=started,
