@@ -97,6 +97,17 @@ def test_plot_html_and_png_are_written(tmp_path):
     assert "error: --plot:" in result.stderr
 
 
+def test_a_plot_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
+    missing = tmp_path / "no" / "such" / "curve.png"
+    taken = tmp_path / "taken.html"
+    taken.mkdir()  # a directory where the file should go (refused even to root)
+    for path, says in ((missing, "no such directory"), (taken, "cannot write")):
+        result = runner.invoke(app, [*BASE, "--patients", "50", "--plot", str(path)])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: --plot: " + says), result.stderr
+
+
 def test_first_use_says_the_kernels_are_compiling(monkeypatch):
     import ketaflow.pharmacology.cli as cli
 

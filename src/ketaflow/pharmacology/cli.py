@@ -98,6 +98,8 @@ def simulate_command(
     Tmax, AUC, half-life and time above a threshold. Times count from the first dose."""
     if plot is not None and plot.suffix.lower() not in (".html", ".png"):
         raise _fail("plot", "the plot file must end in .html (interactive) or .png")
+    if plot is not None and not plot.resolve().parent.is_dir():  # before the simulation runs
+        raise _fail("plot", f"no such directory: {plot.resolve().parent}")
     err = Console(stderr=True)
     if not kernels_cached():
         err.print("first use: compiling the pharmacology kernels (about a minute, once)")
@@ -130,6 +132,8 @@ def simulate_command(
             write_plot(plot, drug, route, dose, weight, duration, patients, seed, age, report)
     except PKInputError as exc:
         raise _fail(exc.parameter, str(exc)) from exc
+    except OSError as exc:  # the plot file: a read-only place, a full disk
+        raise _fail("plot", f"cannot write {plot}: {exc.strerror or exc}") from exc
     if json_output:
         typer.echo(json.dumps(report, indent=2))
         return
