@@ -30,6 +30,16 @@ def _lock_chain_head(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
 
 
+def _fit(value: str | None, column) -> str | None:
+    """An identifier as recorded: one longer than its column cannot name a real record (a
+    client sent it), and is kept clipped, marked with an ellipsis, rather than failing the
+    insert (PostgreSQL refuses an over-long value: the request was a 500)."""
+    limit = column.type.length
+    if value is None or len(value) <= limit:
+        return value
+    return value[: limit - 1] + "\u2026"
+
+
 def record(
     session: Session,
     actor: Actor,
@@ -55,8 +65,10 @@ def record(
         "actor_role": str(actor.role),
         "action": action,
         "resource_type": resource_type,
-        "resource_id": None if resource_id is None else str(resource_id),
-        "patient_id": patient_id,
+        "resource_id": _fit(
+            None if resource_id is None else str(resource_id), AuditEvent.__table__.c.resource_id
+        ),
+        "patient_id": _fit(patient_id, AuditEvent.__table__.c.patient_id),
         "allowed": allowed,
         "client_address": actor.client_address,
         "detail": dict(detail) if detail else None,
