@@ -25,6 +25,20 @@ def test_simulate_report_has_the_issue_keys_and_is_json():
     json.loads(json.dumps(report, allow_nan=False))
 
 
+def test_patients_still_above_at_the_horizon_count_as_later_not_as_missing():
+    # at 1 ng/mL most patients still have ketamine above it at 24 h, a few do not
+    report = simulate(
+        "ketamine", "iv", "0.5mg/kg", 70.0, "40min", patients=400, threshold_ng_per_ml=1.0
+    )
+    band = report["time_to_below_threshold_min"]
+    assert band["p5"] is not None and band["p5"] < 1440.0
+    assert band["median"] is None and band["p95"] is None  # beyond 24 h, not made up
+    text = " ".join(report["warnings"])
+    assert "still have ketamine above 1 ng/mL at 24 h" in text
+    assert "still have norketamine above 1 ng/mL at 24 h" in text
+    json.loads(json.dumps(report, allow_nan=False))
+
+
 def test_assumed_routes_and_ranges_are_flagged():
     report = simulate("ketamine", "im", "0.5mg/kg", 25.0, patients=50)
     text = " ".join(report["warnings"])

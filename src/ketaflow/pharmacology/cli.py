@@ -15,6 +15,7 @@ from rich.table import Table
 from ketaflow.pharmacology.clinical import DEFAULT_THRESHOLD_NG_PER_ML, simulate
 from ketaflow.pharmacology.errors import PKInputError
 from ketaflow.pharmacology.kernel_cache import kernels_cached
+from ketaflow.pharmacology.population import CENSORED_FIELDS
 
 PROGRESS_FROM_PATIENTS = 10_000  # below this the run is too short for a bar
 
@@ -51,12 +52,15 @@ def _table(report: dict) -> Table:
     ):
         for key, label in ROWS:
             band = block[key]
+            # a time to fall below that lands among patients still above at the horizon
+            beyond = f"> {report['auc_horizon_h'] * 60:g}" if key in CENSORED_FIELDS else "-"
             table.add_row(
                 analyte,
                 label.format(thr=thr),
-                _fmt(band["median"]),
-                _fmt(band["p5"]),
-                _fmt(band["p95"]),
+                *(
+                    _fmt(band[k]) if band[k] is not None else beyond
+                    for k in ("median", "p5", "p95")
+                ),
             )
     return table
 

@@ -161,13 +161,21 @@ def simulate(
         "metabolite": {"name": METABOLITE_NAMES[drug], **block("metabolite")},
         "warnings": _notes(model, route_info, weight_kg, age),
     }
-    undefined = np.isnan(summary.values["parent"]["time_to_below_threshold_min"]).mean()
-    if undefined > 0:
-        report["warnings"].append(
-            f"{undefined:.0%} of patients are still above the threshold at {horizon_h:g} h; "
-            "time to fall below it is given for the others"
-        )
+    for name, analyte in (("parent", drug), ("metabolite", METABOLITE_NAMES[drug])):
+        still_above = summary.still_above_fraction(name)
+        if still_above > 0:
+            report["warnings"].append(
+                f"{_percent(still_above)} of patients still have {analyte} above "
+                f"{threshold_ng_per_ml:g} ng/mL at {horizon_h:g} h: they count as later than "
+                f"{horizon_h:g} h in the time to fall below it (a percentile among them is "
+                f"null, beyond {horizon_h:g} h), and their time above counts to {horizon_h:g} h"
+            )
     return report
+
+
+def _percent(fraction: float) -> str:
+    """0.1% rather than a rounded 0% (or 99.9% rather than 100%) at the ends."""
+    return f"{fraction:.0%}" if 0.01 <= fraction <= 0.99 or fraction == 1.0 else f"{fraction:.1%}"
 
 
 @dataclass(frozen=True)

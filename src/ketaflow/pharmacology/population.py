@@ -113,6 +113,25 @@ def iter_chunks(
         yield Chunk(start, decompose(system), events)
 
 
+# NaN here means "still above the threshold at the horizon": a right-censored time, not a
+# missing one.
+CENSORED_FIELDS = frozenset({"time_to_below_threshold_min"})
+
+
+def censored_percentiles(arr: np.ndarray, q: tuple[float, ...]) -> list[float]:
+    """Percentiles of a time where NaN is "beyond the horizon": those patients count, as later
+    than every observed time, and a percentile that lands among them is NaN (unknown, beyond
+    the horizon). Dropping them instead would bias every percentile early, the unsafe side
+    for a time to fall below a level."""
+    observed = np.isfinite(arr)
+    if not observed.any():
+        return [math.nan] * len(q)
+    latest = float(arr[observed].max())
+    # a sentinel far above every observed time, so linear interpolation stays finite
+    filled = np.where(observed, arr, 2.0 * abs(latest) + 1e12)
+    return [float(v) if v <= latest else math.nan for v in np.percentile(filled, q)]
+
+
 @dataclass(frozen=True)
 class PopulationSummary:
     """Per-patient summaries: `values[name][field]` arrays of length N (units in the names)."""
@@ -128,6 +147,9 @@ class PopulationSummary:
         for name, fields in self.values.items():
             result[name] = {}
             for field_name, arr in fields.items():
+                if field_name in CENSORED_FIELDS:
+                    result[name][field_name] = censored_percentiles(arr, q)
+                    continue
                 finite = arr[np.isfinite(arr)]
                 result[name][field_name] = (
                     [float(v) for v in np.percentile(finite, q)]
@@ -135,6 +157,10 @@ class PopulationSummary:
                     else [math.nan] * len(q)
                 )
         return result
+
+    def still_above_fraction(self, name: str) -> float:
+        """Fraction of patients whose level of `name` is above its threshold at the horizon."""
+        return float(np.isnan(self.values[name]["time_to_below_threshold_min"]).mean())
 
 
 def simulate_summaries(
