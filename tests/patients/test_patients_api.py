@@ -201,6 +201,16 @@ def test_history_revisions_and_stale_saves(api):
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"].startswith("history.conditions")
     assert client.get(url).json()["revision"] == 1
+    # no history holds megabytes: lists and their texts are bounded, naming the field
+    for oversized, field in (
+        ({"diagnoses": [{"code": "other"}] * 51}, "history.diagnoses"),
+        ({"substance_use": {"substances": ["x" * 101]}}, "history.substance_use.substances[0]"),
+        ({"substance_use": {"substances": ["alcohol"] * 21}}, "history.substance_use.substances"),
+    ):
+        big = client.put(url, json={"expected_revision": 1, "history": {**history, **oversized}})
+        assert big.status_code == 422, big.text
+        assert field in [e["field"] for e in big.json()["errors"]]
+    assert client.get(url).json()["revision"] == 1
 
 
 def test_unknown_patient_is_404_problem(api):

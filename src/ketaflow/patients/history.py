@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 
 class _Value(BaseModel):
@@ -88,7 +89,9 @@ class DisorderStatus(StrEnum):
 
 class SubstanceUse(_Value):
     disorder: DisorderStatus = DisorderStatus.none
-    substances: tuple[str, ...] = ()
+    substances: tuple[Annotated[str, StringConstraints(max_length=100)], ...] = Field(
+        default=(), max_length=20
+    )
     # Prior misuse of ketamine or other dissociatives weighs heavily (label warning: abuse and
     # misuse; reference §1).
     ketamine_or_dissociative_misuse: bool = False
@@ -165,16 +168,17 @@ class ConditionCode(StrEnum):
 class PatientHistory(_Value):
     """Everything screening needs to know, as the clinician recorded it."""
 
-    diagnoses: tuple[Diagnosis, ...] = ()
+    # Bounds far above any chart, so a client cannot store megabytes in one history.
+    diagnoses: tuple[Diagnosis, ...] = Field(default=(), max_length=50)
     current_episode_started_on: date | None = None
-    antidepressant_trials: tuple[AntidepressantTrial, ...] = ()
-    current_medications: tuple[Medication, ...] = ()
+    antidepressant_trials: tuple[AntidepressantTrial, ...] = Field(default=(), max_length=100)
+    current_medications: tuple[Medication, ...] = Field(default=(), max_length=100)
     substance_use: SubstanceUse = SubstanceUse()
     psychosis: PsychosisStatus = PsychosisStatus.none
     suicidality: Suicidality = Suicidality()
     pregnancy: PregnancyStatus = PregnancyStatus.unknown
     hypertension: HypertensionStatus = HypertensionStatus.none
-    blood_pressure_readings: tuple[BloodPressureReading, ...] = ()
+    blood_pressure_readings: tuple[BloodPressureReading, ...] = Field(default=(), max_length=200)
     hepatic_impairment: HepaticImpairment = HepaticImpairment.none
     conditions: tuple[ConditionCode, ...] = ()
     notes: str | None = Field(default=None, max_length=4000)

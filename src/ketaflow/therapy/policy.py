@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ketaflow.core.errors import Reason
 from ketaflow.treatment.errors import RuleViolation
@@ -56,7 +57,9 @@ class TherapyNote(_Value):
 
     what_came_up: str = Field(default="", max_length=5000)
     insights: str = Field(default="", max_length=5000)
-    goals: tuple[str, ...] = ()
+    goals: tuple[Annotated[str, StringConstraints(max_length=500)], ...] = Field(
+        default=(), max_length=20
+    )
     homework: str = Field(default="", max_length=5000)
 
     @property

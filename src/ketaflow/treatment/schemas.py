@@ -125,7 +125,9 @@ class PreDoseIn(_Versioned):
     last_liquid_at: datetime | None = None
     nasal_product_at: datetime | None = None
     concomitant_medications: list[ConcomitantClass] | None = Field(
-        default=None, description="asked this visit; empty = none taken; omitted = not asked"
+        default=None,
+        max_length=20,
+        description="asked this visit; empty = none taken; omitted = not asked",
     )
 
 
@@ -178,13 +180,13 @@ class AdverseEventIn(_Versioned):
     description: str | None = Field(default=None, max_length=1000)
     severity: AdverseEventSeverity
     onset_at: datetime | None = None
-    actions: list[AdverseEventAction] = Field(default_factory=list)
+    actions: list[AdverseEventAction] = Field(default_factory=list, max_length=20)
 
 
 class AdverseEventUpdateIn(_Versioned):
     outcome: AdverseEventOutcome
     resolved_at: datetime | None = None
-    add_actions: list[AdverseEventAction] = Field(default_factory=list)
+    add_actions: list[AdverseEventAction] = Field(default_factory=list, max_length=20)
 
 
 class DischargeIn(_Versioned):

@@ -1,5 +1,6 @@
-"""A NUL character anywhere in the input is a 422 naming the field, on both stores: PostgreSQL
-cannot store one in text, and the answer was a 500 there (found by a long Schemathesis run)."""
+"""Input the stores cannot hold, or should not, is a 422 naming the field, on both stores: a
+NUL character anywhere (PostgreSQL cannot store one in text: it was a 500 there, found by a
+long Schemathesis run), and lists without bounds."""
 
 from __future__ import annotations
 
@@ -54,6 +55,24 @@ def test_nul_in_a_json_body_is_422_naming_the_nested_field_and_stores_nothing(ap
     created = therapist.post(url, json=body)
     assert created.status_code == 201, created.text
     assert created.json()["note"]["goals"] == ["rest", "sleep \\u0000"]
+
+
+def test_a_therapy_note_cannot_hold_unbounded_goals(api):
+    client = api("prescriber")
+    pid = _patient(client)
+    url = f"/api/v1/patients/{pid}/therapy-sessions"
+    body = {
+        "kind": "preparation",
+        "modality": "cbt",
+        "held_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        "duration_min": 50,
+    }
+    therapist = api("therapist")
+    many = therapist.post(url, json=body | {"note": {"goals": ["rest"] * 21}})
+    assert _fields(many) == ["note.goals"]
+    long = therapist.post(url, json=body | {"note": {"goals": ["x" * 501]}})
+    assert _fields(long) == ["note.goals[0]"]
+    assert therapist.get(url).json() == []
 
 
 def test_nul_in_a_form_is_422_naming_the_field(api):
