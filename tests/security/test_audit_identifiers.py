@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from ketaflow.security.service import verify_audit_chain
+
 LONG_ID = "0" * 37  # patient ids are 36-character UUIDs
 
 
-def test_an_over_long_patient_id_is_audited_clipped_not_a_500(api):
+def test_an_over_long_patient_id_is_audited_clipped_not_a_500(api, stack):
     body = {
         "kind": "integration",
         "modality": "cbt",
@@ -23,3 +25,4 @@ def test_an_over_long_patient_id_is_audited_clipped_not_a_500(api):
     clipped = [e for e in events["items"] if (e["patient_id"] or "").startswith("0" * 35)]
     assert clipped, events
     assert all(e["patient_id"] == "0" * 35 + "\u2026" for e in clipped)
+    assert verify_audit_chain(stack.db).intact  # the hash covers the value as recorded
