@@ -249,11 +249,19 @@ def test_home_doses_are_kept_with_their_flags(api, chairs, clinic_clock):
         201,
     )
     assert {f["rule_id"] for f in over["flags"]} >= {"above_prescribed_dose"}
+    taken = (MONDAY + timedelta(days=2, hours=6)).isoformat()
+    # a microgram typed as mg, or a stray digit past the hundredth: refused, naming the field
+    for slip in ("0.0001", "99.999", "NaN"):
+        refused = nurse.post(url, json={"taken_at": taken, "dose_mg": slip})
+        assert refused.status_code == 422, slip
+        assert refused.json()["errors"][0]["field"] == "dose_mg"
+    # written as on a chart, not in exponent form
+    assert ok(nurse.post(url, json={"taken_at": taken, "dose_mg": "1E+2"}), 201)["dose_mg"] == "100"
     future = nurse.post(
         url, json={"taken_at": (MONDAY + timedelta(days=9)).isoformat(), "dose_mg": "100"}
     )
     assert future.status_code == 409
-    assert len(ok(nurse.get(url))) == 2
+    assert len(ok(nurse.get(url))) == 3
 
 
 def test_therapy_preparation_and_integration_drive_the_worklist(api, first_session, clinic_clock):

@@ -10,8 +10,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from ketaflow.pharmacology.doses import DOSE_MIN_MG
 from ketaflow.treatment.monitoring import (
     AdverseEventAction,
     AdverseEventKind,
@@ -45,6 +46,22 @@ class ConsentKind(StrEnum):
     treatment = "treatment"
     # SPRAVATO REMS: the patient is enrolled before the first session (reference §1, H).
     rems_enrollment = "rems_enrollment"
+
+
+# Under the PK engine's floor (0.1 mg), or past the hundredth of a mg, a dose is a typing slip
+# (ug for mg, a stray digit), not a prescription.
+MIN_DOSE_MG = Decimal(str(DOSE_MIN_MG))
+
+
+def _plain(value: Decimal) -> Decimal:
+    """1E+3 as 1000: doses are stored and shown as written on a chart."""
+    return Decimal(format(value, "f"))
+
+
+DoseMg = Annotated[
+    Decimal, Field(ge=MIN_DOSE_MG, le=1000, decimal_places=2), AfterValidator(_plain)
+]
+MgPerKg = Annotated[Decimal, Field(gt=0, le=5, decimal_places=3), AfterValidator(_plain)]
 
 
 class _Input(BaseModel):
@@ -81,10 +98,8 @@ class CourseCreate(_Input):
     )
     start_on: date
     preferred_time: time | None = None
-    home_dose_mg: Decimal | None = Field(
+    home_dose_mg: DoseMg | None = Field(
         default=None,
-        gt=0,
-        le=1000,
         description="oral/sublingual maintenance: the dose the patient may take at home",
     )
 
@@ -137,8 +152,8 @@ class CheckOverrideIn(_Versioned):
 
 
 class StartDoseIn(_Versioned):
-    mg_per_kg: Decimal | None = Field(default=None, gt=0, le=5)
-    dose_mg: Decimal | None = Field(default=None, gt=0, le=1000)
+    mg_per_kg: MgPerKg | None = None
+    dose_mg: DoseMg | None = None
     concentration_mg_per_ml: Decimal | None = Field(default=None, gt=0, le=500)
     lot_number: str | None = Field(default=None, min_length=1, max_length=64)
 
@@ -156,7 +171,7 @@ class PauseIn(_Versioned):
 
 
 class TitrateIn(_Versioned):
-    new_dose_mg: Decimal = Field(gt=0, le=1000)
+    new_dose_mg: DoseMg
     reason: Reason
 
 
@@ -202,7 +217,7 @@ class StopIn(_Versioned):
 
 class HomeDoseIn(_Input):
     taken_at: datetime
-    dose_mg: Decimal = Field(gt=0, le=1000)
+    dose_mg: DoseMg
     note: str | None = Field(default=None, max_length=1000)
 
 
