@@ -4,6 +4,7 @@ long Schemathesis run), and lists without bounds."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -49,6 +50,8 @@ def test_nul_in_a_json_body_is_422_naming_the_nested_field_and_stores_nothing(ap
     }
     therapist = api("therapist")
     assert _fields(therapist.post(url, json=body)) == ["note.goals[1]"]
+    raw = json.dumps(body).encode()  # the same JSON without a Content-Type header
+    assert _fields(therapist.post(url, content=raw)) == ["note.goals[1]"]
     assert therapist.get(url).json() == []  # nothing stored
     # a backslash followed by u0000 is ordinary text, kept as written
     body["note"]["goals"] = ["rest", "sleep \\u0000"]

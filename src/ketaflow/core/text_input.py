@@ -53,7 +53,7 @@ async def _offending(request: Request) -> list[tuple[object, ...]]:
     body = await request.body()
     if b"\x00" not in body and b"\\u0000" not in body:
         return found
-    if media_type.endswith("json"):
+    if media_type.endswith("json") or not media_type:  # FastAPI reads JSON without a type too
         try:
             document = json.loads(body)
         except ValueError:
