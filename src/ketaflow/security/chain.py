@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 GENESIS_HASH = "0" * 64
 
@@ -29,7 +29,9 @@ HASHED_FIELDS = (
 
 def _canonical(value: object) -> object:
     if isinstance(value, datetime):
-        return value.isoformat(timespec="microseconds")
+        # one rendering per instant, whatever offset it came with
+        utc = value.astimezone(UTC) if value.tzinfo is not None else value
+        return utc.isoformat(timespec="microseconds")
     return value
 
 
