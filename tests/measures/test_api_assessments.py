@@ -108,6 +108,12 @@ def test_future_time_and_unknown_patient_are_refused(api, patient_id):
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "taken_at"
     assert post_assessment(nurse, "no-such-patient", "PHQ-9", phq9(5)).status_code == 404
+    # before the patient was born: a slip in the year, refused and not stored
+    long_ago = datetime(1800, 1, 1, tzinfo=UTC)
+    response = post_assessment(nurse, patient_id, "PHQ-9", phq9(5), taken_at=long_ago)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "taken_at"
+    assert _count(nurse, patient_id) == 0
 
 
 def test_pre_and_post_dose_assessments_are_tied_to_the_session(api, stack, patient_id):

@@ -75,6 +75,10 @@ def test_a_therapy_note_cannot_hold_unbounded_goals(api):
     assert _fields(many) == ["note.goals"]
     long = therapist.post(url, json=body | {"note": {"goals": ["x" * 501]}})
     assert _fields(long) == ["note.goals[0]"]
+    # the patient was born in 1980: a session in 1800 is a slip in the year
+    assert _fields(therapist.post(url, json=body | {"held_at": "1800-01-01T10:00:00Z"})) == [
+        "held_at"
+    ]
     assert therapist.get(url).json() == []
 
 

@@ -317,7 +317,11 @@ def record_assessment(
     if when > now + CLOCK_SKEW:
         raise InvalidInput("an assessment cannot be taken in the future", field_name="taken_at")
     with db.transaction() as session:
-        load_patient(session, patient_id)
+        patient = load_patient(session, patient_id)
+        if when.date() < patient.birth_date:  # a typo in the year, not a measurement
+            raise InvalidInput(
+                "an assessment cannot be taken before the patient's birth", field_name="taken_at"
+            )
         checked_timing = _check_timing(session, patient_id, dosing_session_id, timing, when)
         return _save_score(
             session,

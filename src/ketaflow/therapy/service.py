@@ -60,7 +60,12 @@ def record_therapy_session(
     if data.held_at.tzinfo is None:
         raise InvalidInput("held_at needs a time zone", field_name="held_at")
     with db.transaction() as session:
-        patients.load_patient(session, patient_id)
+        patient = patients.load_patient(session, patient_id)
+        if data.held_at.date() < patient.birth_date:  # a typo in the year
+            raise InvalidInput(
+                "a therapy session cannot be held before the patient's birth",
+                field_name="held_at",
+            )
         doses = _doses(session, patient_id)
         if data.dosing_session_id is not None:
             dose = next((d for d in doses if d.dosing_session_id == data.dosing_session_id), None)
