@@ -160,6 +160,19 @@ def test_incomplete_answers_are_shown_again_and_the_link_stays_usable(api, stack
     assert done.status_code == 200
 
 
+def test_the_page_keeps_its_own_form_limits_and_the_link_stays_usable(api, stack, patient_id):
+    # 400 fields and no file: an app-wide check once parsed the form first, with Starlette's
+    # defaults (1000), and the cached parse lifted the page's limit
+    link = _create_link(api("nurse"), patient_id)
+    patient = api()
+    flood = {**_form([phq9(8)]), **{f"x{i}": "1" for i in range(401)}}
+    response = patient.post(_page_path(link), data=flood)
+    assert response.status_code == 400
+    assert "400" in response.text
+    assert _assessments(stack, patient_id) == []
+    assert patient.post(_page_path(link), data=_form([phq9(8)])).status_code == 200
+
+
 def test_positive_item9_from_home_opens_an_alert_and_shows_crisis_help(api, stack, patient_id):
     link = _create_link(api("nurse"), patient_id, instruments=["PHQ-9"])
     response = api().post(_page_path(link), data=_form([phq9(14, item9=2)]))

@@ -87,3 +87,6 @@ def test_nul_in_a_form_is_422_naming_the_field(api):
         "/api/v1/auth/token", data={"username": "nurse\x00", "password": "whatever it is"}
     )
     assert _fields(response) == ["username"]
+    # a form the page reads itself (from the raw body, so its own limits hold)
+    page = api().post("/q/not-a-real-token", data={"s0-1": "1\x00"})
+    assert _fields(page) == ["s0-1"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -27,9 +28,6 @@ def _strings(value: object, path: tuple[object, ...]) -> Iterator[tuple[tuple[ob
             yield from _strings(item, (*path, index))
 
 
-_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
 async def _offending(request: Request) -> list[tuple[object, ...]]:
     found: list[tuple[object, ...]] = []
     for name, value in request.path_params.items():
@@ -41,16 +39,28 @@ async def _offending(request: Request) -> list[tuple[object, ...]]:
     if request.method not in ("POST", "PUT", "PATCH"):
         return found
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type in _FORMS:
-        # the parsed form, which Starlette caches (its raw body is not kept once parsed)
-        form = await request.form()
+    try:
+        body = await request.body()
+    except RuntimeError:  # "Stream consumed": FastAPI parsed a form for the route's fields
+        form = await request.form()  # that parse, cached
         found.extend(
             ("body", name)
             for name, value in form.multi_items()
             if NUL in name or (isinstance(value, str) and NUL in value)
         )
         return found
-    body = await request.body()
+    # The raw body, never request.form() here: Starlette caches the first parse, so parsing
+    # with its default limits would lift a handler's own (the questionnaire page takes 400
+    # fields and no file).
+    if media_type == "application/x-www-form-urlencoded":
+        if b"%00" not in body and b"\x00" not in body:
+            return found
+        try:
+            pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True, max_num_fields=1000)
+        except ValueError:
+            return found  # too many fields: the handler's own limit answers
+        found.extend(("body", name) for name, value in pairs if NUL in name or NUL in value)
+        return found
     if b"\x00" not in body and b"\\u0000" not in body:
         return found
     if media_type.endswith("json") or not media_type:  # FastAPI reads JSON without a type too
@@ -59,7 +69,9 @@ async def _offending(request: Request) -> list[tuple[object, ...]]:
         except ValueError:
             return found  # not JSON: the endpoint's own parsing says so
         found.extend(("body", *path) for path, text in _strings(document, ()) if NUL in text)
-    elif b"\x00" in body:
+    # multipart: a file may hold NUL bytes; the only handler that reads one itself (the
+    # questionnaire page) takes numbers only
+    elif media_type != "multipart/form-data" and b"\x00" in body:
         found.append(("body",))
     return found
 
