@@ -157,6 +157,8 @@ def stack(request, tmp_path_factory, pharmacology_kernels) -> Iterator[Stack]:
     report = security.verify_audit_chain(built.db)
     built.db.dispose()
     assert report.intact, report.first_break
+    # and no request of the whole suite got a server error
+    assert built.server.log.errors == [], built.server.log.errors
 
 
 @pytest.fixture(params=BACKENDS)
