@@ -36,18 +36,16 @@ def test_nul_in_the_query_or_the_path_is_422_naming_it(api):
     assert client.get("/api/v1/patients", params={"mrn": "A"}).status_code == 200
 
 
+def _therapy(api) -> tuple[str, dict]:
+    """A new patient's therapy-sessions URL and a valid session an hour ago."""
+    url = f"/api/v1/patients/{_patient(api('prescriber'))}/therapy-sessions"
+    held_at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    return url, {"kind": "preparation", "modality": "cbt", "held_at": held_at, "duration_min": 50}
+
+
 def test_nul_in_a_json_body_is_422_naming_the_nested_field_and_stores_nothing(api):
-    client = api("prescriber")
-    pid = _patient(client)
-    url = f"/api/v1/patients/{pid}/therapy-sessions"
-    body = {
-        "kind": "preparation",
-        "modality": "other",
-        "modality_other": "walk",
-        "held_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
-        "duration_min": 50,
-        "note": {"goals": ["rest", "sleep\x00"], "homework": "breathing"},
-    }
+    url, body = _therapy(api)
+    body["note"] = {"goals": ["rest", "sleep\x00"], "homework": "breathing"}
     therapist = api("therapist")
     assert _fields(therapist.post(url, json=body)) == ["note.goals[1]"]
     raw = json.dumps(body).encode()  # the same JSON without a Content-Type header
@@ -61,15 +59,7 @@ def test_nul_in_a_json_body_is_422_naming_the_nested_field_and_stores_nothing(ap
 
 
 def test_a_therapy_note_cannot_hold_unbounded_goals(api):
-    client = api("prescriber")
-    pid = _patient(client)
-    url = f"/api/v1/patients/{pid}/therapy-sessions"
-    body = {
-        "kind": "preparation",
-        "modality": "cbt",
-        "held_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
-        "duration_min": 50,
-    }
+    url, body = _therapy(api)
     therapist = api("therapist")
     many = therapist.post(url, json=body | {"note": {"goals": ["rest"] * 21}})
     assert _fields(many) == ["note.goals"]

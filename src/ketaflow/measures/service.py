@@ -34,6 +34,7 @@ from ketaflow.measures.instruments import (
 )
 from ketaflow.measures.tables import Assessment, QuestionnaireLink, SafetyAlert
 from ketaflow.measures.wording import load_wording_file
+from ketaflow.patients.rules import check_not_before_birth
 from ketaflow.patients.screening import AssessmentFlag, CssrsRiskFlag, Phq9Item9Flag
 from ketaflow.patients.service import load_patient
 from ketaflow.security import audit
@@ -318,10 +319,7 @@ def record_assessment(
         raise InvalidInput("an assessment cannot be taken in the future", field_name="taken_at")
     with db.transaction() as session:
         patient = load_patient(session, patient_id)
-        if when.date() < patient.birth_date:  # a typo in the year, not a measurement
-            raise InvalidInput(
-                "an assessment cannot be taken before the patient's birth", field_name="taken_at"
-            )
+        check_not_before_birth(when.date(), patient.birth_date, "taken_at")
         checked_timing = _check_timing(session, patient_id, dosing_session_id, timing, when)
         return _save_score(
             session,

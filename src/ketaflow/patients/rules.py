@@ -36,11 +36,16 @@ def check_birth_date(birth_date: date, today: date) -> None:
         raise InvalidInput("birth_date is before 1900", field_name="birth_date")
 
 
+def check_not_before_birth(day: date, birth_date: date, field_name: str) -> None:
+    """Anything dated before the patient's birth is a slip in the year, not a record."""
+    if day < birth_date:
+        raise InvalidInput(f"{field_name} is before the patient's birth", field_name=field_name)
+
+
 def check_measured_on(measured_on: date, birth_date: date, today: date) -> None:
     if measured_on > today:
         raise InvalidInput("measured_on is in the future", field_name="measured_on")
-    if measured_on < birth_date:
-        raise InvalidInput("measured_on is before the patient's birth", field_name="measured_on")
+    check_not_before_birth(measured_on, birth_date, "measured_on")
 
 
 def age_on(birth_date: date, on: date) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -59,9 +59,7 @@ def record(
     prev_id, prev_hash = (head.id, head.hash) if head else (0, GENESIS_HASH)
     fields: dict[str, object] = {
         "id": prev_id + 1,
-        # in UTC, as the column stores it: a clock with an offset (the clinic's local time)
-        # hashed its own rendering, which the stored row could never reproduce
-        "occurred_at": (now or utc_now()).astimezone(UTC),
+        "occurred_at": now or utc_now(),  # hashed in UTC (chain._canonical), as stored
         "actor_id": actor.user_id,
         "actor_username": actor.username,
         "actor_role": str(actor.role),

@@ -11,6 +11,7 @@ from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database, new_id
 from ketaflow.core.errors import InvalidInput
 from ketaflow.patients import service as patients
+from ketaflow.patients.rules import check_not_before_birth
 from ketaflow.security import audit
 from ketaflow.security import service as security
 from ketaflow.security.permissions import THERAPY_READ, THERAPY_RECORD, Actor
@@ -61,11 +62,7 @@ def record_therapy_session(
         raise InvalidInput("held_at needs a time zone", field_name="held_at")
     with db.transaction() as session:
         patient = patients.load_patient(session, patient_id)
-        if data.held_at.date() < patient.birth_date:  # a typo in the year
-            raise InvalidInput(
-                "a therapy session cannot be held before the patient's birth",
-                field_name="held_at",
-            )
+        check_not_before_birth(data.held_at.date(), patient.birth_date, "held_at")
         doses = _doses(session, patient_id)
         if data.dosing_session_id is not None:
             dose = next((d for d in doses if d.dosing_session_id == data.dosing_session_id), None)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from ketaflow.pharmacology.doses import DOSE_MIN_MG
+from ketaflow.pharmacology.doses import DOSE_MAX_MG, DOSE_MIN_MG
 from ketaflow.treatment.monitoring import (
     AdverseEventAction,
     AdverseEventKind,
@@ -48,9 +48,10 @@ class ConsentKind(StrEnum):
     rems_enrollment = "rems_enrollment"
 
 
-# Under the PK engine's floor (0.1 mg), or past the hundredth of a mg, a dose is a typing slip
-# (ug for mg, a stray digit), not a prescription.
+# The PK engine's sanity limits: under 0.1 mg, or past the hundredth of a mg, a dose is a typing
+# slip (ug for mg, a stray digit), not a prescription.
 MIN_DOSE_MG = Decimal(str(DOSE_MIN_MG))
+MAX_DOSE_MG = Decimal(str(DOSE_MAX_MG))
 
 
 def _plain(value: Decimal) -> Decimal:
@@ -59,7 +60,7 @@ def _plain(value: Decimal) -> Decimal:
 
 
 DoseMg = Annotated[
-    Decimal, Field(ge=MIN_DOSE_MG, le=1000, decimal_places=2), AfterValidator(_plain)
+    Decimal, Field(ge=MIN_DOSE_MG, le=MAX_DOSE_MG, decimal_places=2), AfterValidator(_plain)
 ]
 MgPerKg = Annotated[Decimal, Field(gt=0, le=5, decimal_places=3), AfterValidator(_plain)]
 
