@@ -183,15 +183,55 @@ def user_add(
 
 @audit_app.command("verify")
 @handle_errors
-def audit_verify() -> None:
-    """Walk the audit hash chain; name the first broken event (exit 1) if any."""
-    report = security.verify_audit_chain(open_current_database())
-    if report.intact:
-        console.print(f"audit chain intact: {report.events_checked} events verified")
+def audit_verify(
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            metavar="ID:HASH",
+            help="a checkpoint printed by an earlier verify and kept outside the database: "
+            "fail unless the log still holds that event with that hash",
+        ),
+    ] = None,
+) -> None:
+    """Walk the audit hash chain; name the first broken event (exit 1) if any, and print the
+    head as a checkpoint to keep elsewhere."""
+    from ketaflow.security import audit
+    from ketaflow.security.chain import Checkpoint
+
+    expect = None
+    if expect_head is not None:
+        try:
+            expect = Checkpoint.parse(expect_head)
+        except ValueError as exc:
+            raise fail(f"--expect-head: {exc}") from None
+    db = open_current_database()
+    try:
+        with db.transaction() as session:
+            report = audit.verify(session, expect)
+    finally:
+        db.dispose()
+    if not report.intact:
+        brk = report.first_break
+        assert brk is not None
+        raise fail(f"audit chain broken at event {brk.event_id}: {brk.problem}", code=1)
+    if report.head is None:
+        console.print("audit log empty: 0 events, nothing to verify", highlight=False)
         return
-    brk = report.first_break
-    assert brk is not None
-    raise fail(f"audit chain broken at event {brk.event_id}: {brk.problem}", code=1)
+    keyed = (
+        f" (signed with the audit key from event {report.keyed_from} on)"
+        if report.keyed_from is not None
+        else " (no audit key: plain SHA-256)"
+    )
+    console.print(
+        f"audit chain intact: {report.events_checked} events verified{keyed}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if expect is not None:
+        console.print(f"checkpoint {expect} still holds", highlight=False, soft_wrap=True)
+    # the checkpoint to keep outside the database, for a later --expect-head
+    console.print(f"head: {report.head}", highlight=False, soft_wrap=True)
 
 
 @sessions_app.command("today")

@@ -61,7 +61,15 @@ def test_repeated_failures_lock_the_account_even_for_the_right_password(stack, a
         client.post("/api/v1/auth/token", data={"username": username, "password": "wrong"})
     locked = client.post("/api/v1/auth/token", data={"username": username, "password": password})
     assert locked.status_code == 401
-    assert "locked" in locked.json()["detail"]
+    # the answer does not say the account exists and is locked; the audit log does
+    assert locked.json()["detail"] == "incorrect username or password"
+    auditor = api("auditor")
+    events = auditor.get(
+        "/api/v1/audit", params={"action": "auth.login", "actor_username": username}
+    ).json()["items"]
+    assert events[0]["allowed"] is False
+    assert events[0]["detail"] == {"why": "locked"}
+    assert events[1]["detail"] == {"why": "wrong password", "locked": True}
 
 
 def test_requests_without_or_with_a_bad_token_are_401(api):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ketaflow.core.timezones import TimeZoneName
@@ -40,8 +40,19 @@ class Settings(BaseSettings):
     # The clinic's opening hours, protocol overrides and therapy policy (JSON), if any.
     clinic_config_file: str | None = None
 
+    # Secret that signs audit events (HMAC-SHA256), so a rewritten chain fails verification
+    # without it. Unset: plain SHA-256, which anyone able to write the table can recompute.
+    audit_key: SecretStr | None = None
+
     # SQLite waits this long for a competing writer before giving up.
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (for example `openssl rand -hex 32`)")
+        return value
 
 
 @lru_cache

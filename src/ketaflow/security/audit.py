@@ -1,23 +1,31 @@
-"""Writing and checking the audit log: one insert in the caller's transaction."""
+"""Writing and checking the audit log: one insert in the caller's transaction.
+
+The table is append-only in the database itself (migration 0004: triggers refuse UPDATE and
+DELETE, and TRUNCATE on PostgreSQL). With KETAFLOW_AUDIT_KEY set, new events are signed with
+it (HMAC-SHA256, see chain.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ketaflow.core.clock import utc_now
+from ketaflow.core.settings import get_settings
 from ketaflow.security.chain import (
     GENESIS_HASH,
     HASHED_FIELDS,
+    AuditKey,
+    ChainBreak,
     ChainReport,
+    Checkpoint,
     event_hash,
     verify_chain,
 )
 from ketaflow.security.permissions import Actor
-from ketaflow.security.tables import AuditEvent
+from ketaflow.security.tables import AuditEvent, User
 
 # Arbitrary constant key for PostgreSQL's transaction-scoped advisory lock on the chain head.
 _CHAIN_LOCK_KEY = 0x6B657461  # "keta"
@@ -28,6 +36,12 @@ def _lock_chain_head(session: Session) -> None:
     # transactions could otherwise read the same head and fork the chain.
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+
+
+def configured_key() -> AuditKey | None:
+    """The key from the settings (KETAFLOW_AUDIT_KEY), or None: events are plain SHA-256."""
+    secret = get_settings().audit_key
+    return None if secret is None else AuditKey.from_secret(secret.get_secret_value())
 
 
 def _fit(value: str | None, column) -> str | None:
@@ -52,6 +66,7 @@ def record(
     detail: Mapping[str, object] | None = None,
     now: datetime | None = None,
 ) -> AuditEvent:
+    key = configured_key()
     _lock_chain_head(session)
     head = session.execute(
         select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
@@ -73,14 +88,20 @@ def record(
         "client_address": actor.client_address,
         "detail": dict(detail) if detail else None,
     }
-    event = AuditEvent(**fields, prev_hash=prev_hash, hash=event_hash(fields, prev_hash))
+    event = AuditEvent(
+        **fields,
+        prev_hash=prev_hash,
+        hash=event_hash(fields, prev_hash, key),
+        key_id=None if key is None else key.id,
+    )
     session.add(event)
     session.flush()
     return event
 
 
 def _rows(session: Session, batch: int = 2000) -> Iterator[Mapping[str, object]]:
-    columns = [getattr(AuditEvent, name) for name in (*HASHED_FIELDS, "prev_hash", "hash")]
+    names = (*HASHED_FIELDS, "prev_hash", "hash", "key_id")
+    columns = [getattr(AuditEvent, name) for name in names]
     result = session.execute(
         select(*columns).order_by(AuditEvent.id).execution_options(yield_per=batch)
     )
@@ -88,5 +109,17 @@ def _rows(session: Session, batch: int = 2000) -> Iterator[Mapping[str, object]]
         yield row._mapping
 
 
-def verify(session: Session) -> ChainReport:
-    return verify_chain(_rows(session))
+def verify(session: Session, expect: Checkpoint | None = None) -> ChainReport:
+    """Walk the whole chain with the configured key; with `expect`, the log must still hold
+    that checkpoint. An empty log while staff accounts exist is reported wiped: creating each
+    account was audited."""
+    report = verify_chain(_rows(session), configured_key(), expect)
+    if report.intact and report.events_checked == 0:
+        users = session.scalar(select(func.count()).select_from(User)) or 0
+        if users:
+            problem = (
+                f"missing: the log is empty, but {users} staff account(s) exist and creating "
+                "each was audited (the log was wiped)"
+            )
+            return ChainReport(0, ChainBreak(1, problem))
+    return report

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -46,6 +49,26 @@ def needs_rehash(settings: Settings, password_hash: str) -> bool:
     return hasher(settings).check_needs_rehash(password_hash)
 
 
-# Verified against when the username does not exist, so a login takes the same time either way.
+# Verified against when an attempt must fail whatever the password (no such account, an inactive
+# or locked one), so every attempt costs one argon2 verification of the same cost. Made on first
+# use and kept, one per cost setting: making it on every call cost unknown names a second argon2
+# run, which told them apart. Its password is random, so no guess can match it.
+_dummy_hashes: dict[tuple[int, int], str] = {}
+_dummy_lock = threading.Lock()
+
+
 def dummy_hash(settings: Settings) -> str:
-    return hash_password(settings, "not-a-real-password-for-timing")
+    key = (settings.argon2_time_cost, settings.argon2_memory_kib)
+    found = _dummy_hashes.get(key)
+    if found is None:
+        with _dummy_lock:
+            found = _dummy_hashes.get(key)
+            if found is None:
+                found = _dummy_hashes[key] = hash_password(settings, secrets.token_urlsafe(32))
+    return found
+
+
+def forget_dummy_hashes() -> None:
+    """For tests: the next dummy_hash() makes a new one."""
+    with _dummy_lock:
+        _dummy_hashes.clear()

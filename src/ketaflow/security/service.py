@@ -8,7 +8,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database
@@ -111,6 +112,62 @@ def list_users(db: Database, actor: Actor) -> list[User]:
         return users
 
 
+# Every refusal of a login says the same: an unknown name, a wrong password, a locked or an
+# inactive account cannot be told apart by the answer, nor by its time (each attempt runs one
+# argon2 verification). Staff see why in the audit log (`detail.why`).
+LOGIN_REFUSED = "incorrect username or password"
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What a login's first, short transaction learnt. `slot` is this attempt's number among the
+    account's consecutive failures, counted before the password is checked (None: the account
+    is locked, or there is no active account by that name)."""
+
+    actor: Actor | None
+    password_hash: str | None = None
+    slot: int | None = None
+
+
+def _start_attempt(
+    db: Database, username: str, client_address: str | None, now: datetime
+) -> _Attempt:
+    """Count the attempt as a failure until the password proves otherwise, in one atomic
+    UPDATE: concurrent attempts each get a slot of their own, so however many run in parallel
+    at most max_failed_logins of them are checked against the account before it locks."""
+    with db.transaction() as session:
+        row = session.execute(
+            select(User.id, User.username, User.role, User.active).where(User.username == username)
+        ).first()
+        if row is None or not row.active:
+            return _Attempt(None)
+        actor = Actor(row.id, row.username, Role(row.role), client_address)
+        reserved = session.execute(
+            update(User)
+            .where(User.id == row.id, or_(User.locked_until.is_(None), User.locked_until <= now))
+            .values(failed_login_count=User.failed_login_count + 1)
+            .returning(User.failed_login_count, User.password_hash)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if reserved is None:
+            return _Attempt(actor)
+        return _Attempt(actor, reserved.password_hash, reserved.failed_login_count)
+
+
+def _lock_if_at_limit(session: Session, settings: Settings, user_id: int, now: datetime) -> bool:
+    """Lock the account if its count of failures (as it stands now, under the row lock) has
+    reached the limit; the count starts again from 0 when the lock expires."""
+    result = session.execute(
+        update(User)
+        .where(User.id == user_id, User.failed_login_count >= settings.max_failed_logins)
+        .values(
+            locked_until=now + timedelta(minutes=settings.lockout_minutes), failed_login_count=0
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount > 0
+
+
 def login(
     db: Database,
     settings: Settings,
@@ -119,13 +176,32 @@ def login(
     client_address: str | None,
     clock: Clock = utc_now,
 ) -> IssuedToken:
-    """Check a password and issue a bearer token. Repeated failures lock the account."""
+    """Check a password and issue a bearer token. KETAFLOW_MAX_FAILED_LOGINS consecutive
+    failures lock the account for KETAFLOW_LOCKOUT_MINUTES.
+
+    Three steps, so argon2 never runs inside a transaction (on SQLite a transaction holds the
+    store's write lock, and every other request would wait on the hashing): a short
+    transaction counts the attempt and reads the hash, the password is verified, and a second
+    short transaction records the outcome (token or lock, and the audit event)."""
     now = clock()
-    failure = Unauthorized("incorrect username or password")
+    attempt = _start_attempt(db, username, client_address, now)
+    checked = attempt.slot is not None and attempt.slot <= settings.max_failed_logins
+    # Exactly one verification per attempt: against the account's hash for an attempt within
+    # the limit, else against the dummy hash (its result is never used).
+    verify_against = attempt.password_hash if checked else passwords.dummy_hash(settings)
+    correct = passwords.verify_password(settings, verify_against, password) and checked
+    new_hash = None
+    if correct and passwords.needs_rehash(settings, attempt.password_hash):
+        new_hash = passwords.hash_password(settings, password)
+
+    issued: IssuedToken | None = None
     with db.transaction() as session:
-        user = session.scalar(select(User).where(User.username == username))
-        if user is None or not user.active:
-            passwords.verify_password(settings, passwords.dummy_hash(settings), password)
+        actor = attempt.actor
+        user = None
+        if actor is not None and correct:
+            # Row lock on PostgreSQL (SQLite's transaction already holds the write lock).
+            user = session.get(User, actor.user_id, with_for_update=True)
+        if actor is None or (correct and (user is None or not user.active)):
             anonymous = Actor(None, username[:64], UNAUTHENTICATED_ROLE, client_address)
             audit.record(
                 session,
@@ -137,44 +213,48 @@ def login(
                 now=now,
                 detail={"why": "unknown or inactive user"},
             )
-            failure_to_raise: Unauthorized | None = failure
-        elif user.locked_until is not None and user.locked_until > now:
+        elif attempt.slot is None:
             audit.record(
                 session,
-                actor_for(user, client_address),
+                actor,
                 "auth.login",
                 "user",
-                user.id,
+                actor.user_id,
                 allowed=False,
                 now=now,
                 detail={"why": "locked"},
             )
-            failure_to_raise = Unauthorized(
-                "account is locked after repeated failed logins; try again later"
-            )
-        elif not passwords.verify_password(settings, user.password_hash, password):
-            user.failed_login_count += 1
-            locked = user.failed_login_count >= settings.max_failed_logins
-            if locked:
-                user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-                user.failed_login_count = 0
+        elif not checked:
+            # More attempts at once than the limit allows: refused unchecked, and the account
+            # locks (also if the attempt holding the last slot never finished).
+            locked = _lock_if_at_limit(session, settings, actor.user_id, now)
             audit.record(
                 session,
-                actor_for(user, client_address),
+                actor,
                 "auth.login",
                 "user",
-                user.id,
+                actor.user_id,
+                allowed=False,
+                now=now,
+                detail={"why": "too many attempts", "locked": locked},
+            )
+        elif not correct:
+            locked = _lock_if_at_limit(session, settings, actor.user_id, now)
+            audit.record(
+                session,
+                actor,
+                "auth.login",
+                "user",
+                actor.user_id,
                 allowed=False,
                 now=now,
                 detail={"why": "wrong password", "locked": locked},
             )
-            failure_to_raise = failure
         else:
-            failure_to_raise = None
             user.failed_login_count = 0
             user.locked_until = None
-            if passwords.needs_rehash(settings, user.password_hash):
-                user.password_hash = passwords.hash_password(settings, password)
+            if new_hash is not None and user.password_hash == attempt.password_hash:
+                user.password_hash = new_hash
             token = secrets.token_urlsafe(32)
             expires_at = now + timedelta(minutes=settings.token_ttl_minutes)
             session.add(
@@ -189,8 +269,8 @@ def login(
             audit.record(session, actor, "auth.login", "user", user.id, now=now)
             issued = IssuedToken(token, expires_at, actor)
     # Failed attempts are committed (counter, lock, audit) before the refusal is raised.
-    if failure_to_raise is not None:
-        raise failure_to_raise
+    if issued is None:
+        raise Unauthorized(LOGIN_REFUSED)
     return issued
 
 

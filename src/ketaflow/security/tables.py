@@ -38,8 +38,9 @@ class ApiToken(Base):
 
 
 class AuditEvent(Base):
-    """Append-only. `id` is assigned by the writer (previous id + 1) under a lock, so the chain
-    has no gaps and each row's hash covers its own position."""
+    """Append-only: database triggers refuse UPDATE and DELETE (migration 0004). `id` is
+    assigned by the writer (previous id + 1) under a lock, so the chain has no gaps and each
+    row's hash covers its own position."""
 
     __tablename__ = "audit_events"
 
@@ -59,3 +60,6 @@ class AuditEvent(Base):
     detail: Mapped[dict | None] = mapped_column(JSONDocument, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # The id of the key whose HMAC `hash` is (chain.AuditKey); None: plain SHA-256, as every
+    # event written before KETAFLOW_AUDIT_KEY was set.
+    key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
