@@ -229,6 +229,7 @@ def build_demo_clinic(
                     mrn=f"DEMO-{index + 1:04d}",
                 ),
                 clock=clock,
+                clinic_timezone=settings.clinic_timezone,
             )
             patient_id = view.patient.id
             patients.record_measurement(
@@ -242,8 +243,17 @@ def build_demo_clinic(
                     measured_on=today - timedelta(days=rng.randint(42, 60)),
                 ),
                 clock=clock,
+                clinic_timezone=settings.clinic_timezone,
             )
-            patients.save_history(db, prescriber, patient_id, _profile(rng, index), 0, clock=clock)
+            patients.save_history(
+                db,
+                prescriber,
+                patient_id,
+                _profile(rng, index),
+                0,
+                clock=clock,
+                clinic_timezone=settings.clinic_timezone,
+            )
             patient_ids.append(patient_id)
             bar.advance(task)
     console.print("demo care: courses, sessions, scores (takes a little while)")

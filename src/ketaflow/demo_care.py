@@ -181,6 +181,7 @@ class CareBuilder:
                 measured_on=when.date(),
             ),
             clock=self.clock,
+            clinic_timezone=self.settings.clinic_timezone,
         )
 
     def phq9(

@@ -1193,6 +1193,7 @@ def test_trd_count_is_distinct_adequate_no_or_partial_responses_in_this_episode(
         t.drug.strip().casefold()
         for t in trial_list
         if t.adequate
+        and t.weeks >= DEFAULT_POLICY.trd_min_trial_weeks
         and t.current_episode
         and t.outcome in (TrialOutcome.no_response, TrialOutcome.partial_response)
     }

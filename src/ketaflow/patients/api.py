@@ -43,9 +43,13 @@ def _history_out(view: service.HistoryView) -> HistoryOut:
 
 @router.post("", response_model=PatientOut, status_code=201)
 def register_patient(
-    body: PatientCreate, actor: ActorDep, db: DbDep, clock: ClockDep
+    body: PatientCreate, actor: ActorDep, db: DbDep, settings: SettingsDep, clock: ClockDep
 ) -> PatientOut:
-    return _out(service.register_patient(db, actor, body, clock=clock))
+    return _out(
+        service.register_patient(
+            db, actor, body, clock=clock, clinic_timezone=settings.clinic_timezone
+        )
+    )
 
 
 @router.get("", response_model=Page[PatientOut])
@@ -72,17 +76,33 @@ def get_patient(patient_id: str, actor: ActorDep, db: DbDep) -> PatientOut:
 
 @router.patch("/{patient_id}", response_model=PatientOut)
 def update_patient(
-    patient_id: str, body: PatientUpdate, actor: ActorDep, db: DbDep, clock: ClockDep
+    patient_id: str,
+    body: PatientUpdate,
+    actor: ActorDep,
+    db: DbDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> PatientOut:
-    return _out(service.update_patient(db, actor, patient_id, body, clock=clock))
+    return _out(
+        service.update_patient(
+            db, actor, patient_id, body, clock=clock, clinic_timezone=settings.clinic_timezone
+        )
+    )
 
 
 @router.post("/{patient_id}/measurements", response_model=MeasurementOut, status_code=201)
 def record_measurement(
-    patient_id: str, body: MeasurementIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    patient_id: str,
+    body: MeasurementIn,
+    actor: ActorDep,
+    db: DbDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> MeasurementOut:
     return MeasurementOut.model_validate(
-        service.record_measurement(db, actor, patient_id, body, clock=clock)
+        service.record_measurement(
+            db, actor, patient_id, body, clock=clock, clinic_timezone=settings.clinic_timezone
+        )
     )
 
 
@@ -99,9 +119,24 @@ def get_history(patient_id: str, actor: ActorDep, db: DbDep) -> HistoryOut:
 
 
 @router.put("/{patient_id}/history", response_model=HistoryOut)
-def save_history(patient_id: str, body: HistoryIn, actor: ActorDep, db: DbDep) -> HistoryOut:
+def save_history(
+    patient_id: str,
+    body: HistoryIn,
+    actor: ActorDep,
+    db: DbDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> HistoryOut:
     return _history_out(
-        service.save_history(db, actor, patient_id, body.history, body.expected_revision)
+        service.save_history(
+            db,
+            actor,
+            patient_id,
+            body.history,
+            body.expected_revision,
+            clock=clock,
+            clinic_timezone=settings.clinic_timezone,
+        )
     )
 
 

@@ -20,6 +20,11 @@ class _Value(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A name with something in it: "  " is no drug, and two spellings differing only in spaces are
+# one drug (screening counts trials per distinct antidepressant).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
 class DiagnosisCode(StrEnum):
     major_depressive_disorder = "major_depressive_disorder"
     bipolar_i = "bipolar_i"
@@ -52,7 +57,7 @@ class AntidepressantTrial(_Value):
     """One prior antidepressant trial. `adequate` means adequate dose and duration, as judged
     by the clinician (often 6-8 weeks: reference §3, outcome definitions)."""
 
-    drug: str = Field(min_length=1, max_length=100)
+    drug: Name
     dose_mg_per_day: float | None = Field(default=None, gt=0, le=5000)
     weeks: int = Field(ge=0, le=520)
     adequate: bool
@@ -76,7 +81,7 @@ class MedicationClass(StrEnum):
 
 
 class Medication(_Value):
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     medication_class: MedicationClass
     dose: str | None = Field(default=None, max_length=100)
 
@@ -89,9 +94,7 @@ class DisorderStatus(StrEnum):
 
 class SubstanceUse(_Value):
     disorder: DisorderStatus = DisorderStatus.none
-    substances: tuple[Annotated[str, StringConstraints(max_length=100)], ...] = Field(
-        default=(), max_length=20
-    )
+    substances: tuple[Name, ...] = Field(default=(), max_length=20)
     # Prior misuse of ketamine or other dissociatives weighs heavily (label warning: abuse and
     # misuse; reference §1).
     ketamine_or_dissociative_misuse: bool = False

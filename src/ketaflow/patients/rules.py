@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import date
 
 from ketaflow.core.errors import InvalidInput
+from ketaflow.patients.history import PatientHistory
 
-EARLIEST_BIRTH_DATE = date(1900, 1, 1)
+# Oldest plausible patient; beyond it the birth date is a typing error. Registration and
+# screening use the same bound, so a registered patient can always be screened.
+MAX_AGE_YEARS = 120
 
 
 def luhn_check_digit(digits: str) -> str:
@@ -32,8 +35,11 @@ def format_mrn(number: int) -> str:
 def check_birth_date(birth_date: date, today: date) -> None:
     if birth_date > today:
         raise InvalidInput("birth_date is in the future", field_name="birth_date")
-    if birth_date < EARLIEST_BIRTH_DATE:
-        raise InvalidInput("birth_date is before 1900", field_name="birth_date")
+    if age_on(birth_date, today) > MAX_AGE_YEARS:
+        raise InvalidInput(
+            f"birth_date: the patient would be over {MAX_AGE_YEARS} years old",
+            field_name="birth_date",
+        )
 
 
 def check_not_before_birth(day: date, birth_date: date, field_name: str) -> None:
@@ -50,3 +56,25 @@ def check_measured_on(measured_on: date, birth_date: date, today: date) -> None:
 
 def age_on(birth_date: date, on: date) -> int:
     return on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
+
+
+def history_dates(history: PatientHistory) -> list[tuple[str, date]]:
+    """Every date a history holds, with its field name as the API body spells it."""
+    dated: list[tuple[str, date | None]] = [
+        ("history.current_episode_started_on", history.current_episode_started_on),
+        ("history.suicidality.last_attempt_on", history.suicidality.last_attempt_on),
+    ]
+    dated += [
+        (f"history.blood_pressure_readings[{i}].measured_on", reading.measured_on)
+        for i, reading in enumerate(history.blood_pressure_readings)
+    ]
+    return [(name, day) for name, day in dated if day is not None]
+
+
+def check_history_dates(history: PatientHistory, birth_date: date, today: date) -> None:
+    """A history cannot record what happened after today or before the patient's birth:
+    refused when saved, so it never blocks a later screening."""
+    for name, day in history_dates(history):
+        if day > today:
+            raise InvalidInput(f"{name} is in the future", field_name=name)
+        check_not_before_birth(day, birth_date, name)

@@ -6,7 +6,15 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ketaflow.patients.history import PatientHistory
 from ketaflow.patients.screening import Drug, Route, ScreeningVitals
@@ -38,6 +46,14 @@ class PatientCreate(_Input):
     weight_kg: WeightKg | None = None
     height_cm: HeightCm | None = None
 
+    @field_validator("height_cm")
+    @classmethod
+    def _height_with_weight(cls, height: float | None, info: ValidationInfo) -> float | None:
+        # a measurement is a weight, with a height if taken: a height alone would be dropped
+        if height is not None and info.data.get("weight_kg", 0.0) is None:  # absent: invalid
+            raise ValueError("a height is recorded with a weight: give weight_kg too")
+        return height
+
 
 class PatientUpdate(_Input):
     version: int = Field(ge=1, description="the version you read; a stale one gets 409")
@@ -47,13 +63,14 @@ class PatientUpdate(_Input):
     sex: Sex | None = None
     mrn: MRN | None = None
 
-    @model_validator(mode="after")
-    def _no_removals(self) -> PatientUpdate:
-        # Omit a field to keep it; null would remove something every patient must have.
-        for name in self.model_fields_set - {"version"}:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be removed: omit it to keep it")
-        return self
+    @field_validator("family_name", "given_name", "birth_date", "sex", "mrn", mode="before")
+    @classmethod
+    def _no_removals(cls, value: object, info: ValidationInfo) -> object:
+        # Omit a field to keep it; null would remove something every patient must have. A
+        # field validator, so the error names the field.
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be removed: omit it to keep it")
+        return value
 
 
 class MeasurementIn(_Input):

@@ -9,8 +9,9 @@ findings (for example how treatment-resistant depression was derived) and never 
 
 Treatment-resistant depression (TRD) is derived, never typed in: inadequate response to at
 least 2 antidepressants of adequate dose and duration in the current episode (reference §3, H).
-A trial counts when the clinician marked it adequate, it belongs to the current episode and
-its outcome was no response or a partial response; intolerance, an ongoing trial and a
+A trial counts when the clinician marked it adequate, it lasted the policy's minimum (6 weeks by
+default: "often 6-8 weeks", reference §3), it belongs to the current episode and its outcome
+was no response or a partial response; intolerance, an ongoing trial and a
 response do not. Trials are counted per distinct antidepressant, so two trials of one drug
 count once, as the definition speaks of antidepressants.
 
@@ -45,7 +46,7 @@ from ketaflow.patients.history import (
     PsychosisStatus,
     TrialOutcome,
 )
-from ketaflow.patients.rules import age_on
+from ketaflow.patients.rules import MAX_AGE_YEARS, age_on
 from ketaflow.patients.screening_rules import (
     CATALOGUE,
     ORDERED_PAIRS,
@@ -111,8 +112,8 @@ _DEPRESSIVE_DIAGNOSES = frozenset(
 _CNS_DEPRESSANTS = frozenset(
     {MedicationClass.benzodiazepine, MedicationClass.sedative_hypnotic, MedicationClass.opioid}
 )
-# Oldest plausible patient on a screening date; beyond it the birth date is a typing error.
-_MAX_AGE_YEARS = 120
+# A trial's adequate duration: the lower end of "often 6-8 weeks" (reference §3).
+DEFAULT_MIN_TRIAL_WEEKS = 6
 
 
 class _Value(BaseModel):
@@ -210,6 +211,9 @@ class ScreeningPolicy:
     validity_days: int = Field(default=180, ge=1, le=730)  # as Settings.screening_validity_days
     # TRD definition: at least 2 adequate failed antidepressant trials (reference §3, H).
     trd_min_failed_trials: int = Field(default=2, ge=2, le=10)
+    # Adequate duration, "often 6-8 weeks" (reference §3, outcome definitions): a trial marked
+    # adequate but shorter does not count. The lower end as a clinic-configurable default.
+    trd_min_trial_weeks: int = Field(default=DEFAULT_MIN_TRIAL_WEEKS, ge=2, le=12)
     # SPRAVATO is indicated in adults, not approved in pediatric patients (label 1, 8.4, H).
     esketamine_min_age_years: int = Field(default=18, ge=18, le=30)
     # ketaflow treats adults: clinic default, not from the reference (unconfirmed).
@@ -301,13 +305,19 @@ def allowed_routes(drug: Drug) -> frozenset[Route]:
     return _ROUTES_BY_DRUG[drug]
 
 
-def count_adequate_failed_trials(trials: Iterable[AntidepressantTrial]) -> int:
-    """Distinct antidepressants with an adequate trial that failed in the current episode."""
+def count_adequate_failed_trials(
+    trials: Iterable[AntidepressantTrial], min_weeks: int = DEFAULT_MIN_TRIAL_WEEKS
+) -> int:
+    """Distinct antidepressants with an adequate trial (marked so, and at least `min_weeks`
+    long) that failed in the current episode."""
     return len(
         {
             _drug_key(trial.drug)
             for trial in trials
-            if trial.adequate and trial.current_episode and trial.outcome in FAILED_TRIAL_OUTCOMES
+            if trial.adequate
+            and trial.weeks >= min_weeks
+            and trial.current_episode
+            and trial.outcome in FAILED_TRIAL_OUTCOMES
         }
     )
 
@@ -332,8 +342,8 @@ def check_input(screening: ScreeningInput) -> None:
     on_date = screening.on_date
     if screening.birth_date > on_date:
         raise ScreeningInputError("birth_date", "birth_date is after the screening date")
-    if age_on(screening.birth_date, on_date) > _MAX_AGE_YEARS:
-        raise ScreeningInputError("birth_date", f"patient would be over {_MAX_AGE_YEARS} years old")
+    if age_on(screening.birth_date, on_date) > MAX_AGE_YEARS:
+        raise ScreeningInputError("birth_date", f"patient would be over {MAX_AGE_YEARS} years old")
     history = screening.history
     dated: list[tuple[str, date | None]] = [
         ("history.current_episode_started_on", history.current_episode_started_on),
@@ -404,7 +414,9 @@ class _Rules:
         self.prefix = "esk" if self.esk else "ket"
         self.drug_name = "esketamine" if self.esk else "ketamine"
         self.age_years = age_on(screening.birth_date, screening.on_date)
-        self.adequate_failed = count_adequate_failed_trials(self.history.antidepressant_trials)
+        self.adequate_failed = count_adequate_failed_trials(
+            self.history.antidepressant_trials, policy.trd_min_trial_weeks
+        )
         self.trd = self.adequate_failed >= policy.trd_min_failed_trials
         self.medication_classes = self.history.medication_classes()
         self.reasons: list[ScreeningReason] = []
@@ -887,6 +899,8 @@ class _Rules:
                 note("earlier episode")
             elif not trial.adequate:
                 note("not adequate in dose or duration")
+            elif trial.weeks < self.policy.trd_min_trial_weeks:
+                note(f"marked adequate but shorter than {self.policy.trd_min_trial_weeks} weeks")
             elif trial.outcome is TrialOutcome.intolerance:
                 note("stopped for intolerance")
             elif trial.outcome is TrialOutcome.ongoing:

@@ -30,7 +30,7 @@ __all__ = [
 
 # Bump when a rule, a default severity or a message's meaning changes: stored screenings keep
 # the version they were decided under.
-RULES_VERSION = "screening-1.0"
+RULES_VERSION = "screening-1.1"  # 1.1: a trial shorter than the policy minimum does not count
 
 
 class Drug(StrEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,8 +26,9 @@ from ketaflow.security.permissions import (
     Actor,
 )
 
-# Reads the latest assessment flags (measures) inside the caller's transaction.
-AssessmentFlags = Callable[[Session, str], Sequence[object]]
+# Reads the assessment flags (measures) inside the caller's transaction: (session, patient id,
+# clinic timezone, earliest clinic date of the look-back).
+AssessmentFlags = Callable[[Session, str, str, date], Sequence[object]]
 
 # What a treatment course may start on: a favourable decision, or an overridden refusal.
 USABLE_DECISIONS = frozenset({"eligible", "eligible_with_cautions"})
@@ -41,15 +42,19 @@ def is_usable(screening: Screening, on_date: date) -> bool:
 def valid_screening(
     session: Session, patient_id: str, drug: str, route: str, on_date: date
 ) -> Screening | None:
-    """The newest screening for this drug and route that a course may rely on today."""
+    """The newest screening for this drug and route that a course may rely on today: decided
+    on the history as it stands (a history revised since, say with a new contraindication,
+    needs a new screening)."""
     candidates = session.scalars(
         select(Screening)
         .where(Screening.patient_id == patient_id, Screening.drug == drug, Screening.route == route)
-        .order_by(Screening.created_at.desc())
+        .order_by(Screening.created_at.desc(), Screening.id.desc())
     )
+    current_revision = patients.current_history(session, patient_id).revision
     for screening in candidates:
         # The newest decision wins: a newer refusal is not masked by an older approval.
-        return screening if is_usable(screening, on_date) else None
+        on_current_history = (screening.history_revision or 0) == current_revision
+        return screening if on_current_history and is_usable(screening, on_date) else None
     return None
 
 
@@ -70,8 +75,13 @@ def screen_patient(
         patient = patients.load_patient(session, patient_id)
         history = patients.current_history(session, patient_id)
         latest = patients.latest_measurement(session, patient_id)
-        flags = assessment_flags(session, patient_id) if assessment_flags else ()
         policy = replace(DEFAULT_POLICY, validity_days=settings.screening_validity_days)
+        since = today - timedelta(days=policy.assessment_lookback_days)
+        flags = (
+            assessment_flags(session, patient_id, settings.clinic_timezone, since)
+            if assessment_flags
+            else ()
+        )
         result = screen(
             ScreeningInput(
                 drug=request.drug,
@@ -116,7 +126,8 @@ def screen_patient(
             "screening",
             screening.id,
             patient_id=patient_id,
-            detail={"decision": screening.decision, "rule_version": result.rule_version},
+            # the rule version, never the decision: auditors see who did what, nothing clinical
+            detail={"rule_version": result.rule_version},
             now=now,
         )
         return screening
@@ -146,8 +157,12 @@ def list_screenings(db: Database, actor: Actor, patient_id: str) -> list[Screeni
         return rows
 
 
-def _load(session: Session, patient_id: str, screening_id: str) -> Screening:
-    screening = session.get(Screening, screening_id)
+def _load(
+    session: Session, patient_id: str, screening_id: str, *, for_update: bool = False
+) -> Screening:
+    # for_update: a row lock (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers),
+    # so two prescribers overriding at once cannot both pass the "not yet overridden" check
+    screening = session.get(Screening, screening_id, with_for_update=for_update)
     if screening is None or screening.patient_id != patient_id:
         raise NotFound(f"no screening {screening_id} for this patient")
     return screening
@@ -178,7 +193,7 @@ def override_screening(
     )
     now = clock()
     with db.transaction() as session:
-        screening = _load(session, patient_id, screening_id)
+        screening = _load(session, patient_id, screening_id, for_update=True)
         problems = []
         if screening.decision != "ineligible":
             problems.append(
@@ -209,7 +224,6 @@ def override_screening(
             "screening",
             screening_id,
             patient_id=patient_id,
-            detail={"decision": screening.decision},
             now=now,
         )
         return screening

@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ketaflow.core.clock import Clock, utc_now
+from ketaflow.core.clock import Clock, clinic_today, utc_now
 from ketaflow.core.db import Database
-from ketaflow.core.errors import Conflict, NotFound, StaleVersion
+from ketaflow.core.errors import Conflict, InvalidInput, NotFound, StaleVersion
 from ketaflow.patients import rules
 from ketaflow.patients.history import PatientHistory
 from ketaflow.patients.schemas import MeasurementIn, PatientCreate, PatientUpdate
@@ -92,11 +92,17 @@ def _new_mrn(session: Session) -> str:
 
 
 def register_patient(
-    db: Database, actor: Actor, data: PatientCreate, clock: Clock = utc_now
+    db: Database,
+    actor: Actor,
+    data: PatientCreate,
+    clock: Clock = utc_now,
+    *,
+    clinic_timezone: str,
 ) -> PatientView:
     security.require(db, actor, PATIENT_CREATE, "patient")
     now = clock()
-    rules.check_birth_date(data.birth_date, now.date())
+    today = clinic_today(now, clinic_timezone)
+    rules.check_birth_date(data.birth_date, today)
     try:
         with db.transaction() as session:
             if data.mrn and session.scalar(select(Patient.id).where(Patient.mrn == data.mrn)):
@@ -118,7 +124,7 @@ def register_patient(
                     patient_id=patient.id,
                     weight_kg=data.weight_kg,
                     height_cm=data.height_cm,
-                    measured_on=now.date(),
+                    measured_on=today,
                     recorded_by=actor.user_id,
                     recorded_at=now,
                 )
@@ -146,13 +152,19 @@ def get_patient(db: Database, actor: Actor, patient_id: str) -> PatientView:
 
 
 def update_patient(
-    db: Database, actor: Actor, patient_id: str, changes: PatientUpdate, clock: Clock = utc_now
+    db: Database,
+    actor: Actor,
+    patient_id: str,
+    changes: PatientUpdate,
+    clock: Clock = utc_now,
+    *,
+    clinic_timezone: str,
 ) -> PatientView:
     security.require(db, actor, PATIENT_UPDATE, "patient", patient_id, patient_id=patient_id)
     now = clock()
     fields = changes.model_dump(exclude_unset=True, exclude={"version"})
     if "birth_date" in fields:
-        rules.check_birth_date(fields["birth_date"], now.date())
+        rules.check_birth_date(fields["birth_date"], clinic_today(now, clinic_timezone))
     try:
         with db.transaction() as session:
             patient = load_patient(session, patient_id)
@@ -162,6 +174,8 @@ def update_patient(
                     expected_version=changes.version,
                     current_version=patient.version,
                 )
+            if "birth_date" in fields:
+                _check_records_after_birth(session, patient_id, fields["birth_date"])
             mrn = fields.get("mrn")
             if (
                 mrn
@@ -188,6 +202,29 @@ def update_patient(
         raise StaleVersion(
             "patient was changed by someone else", expected_version=changes.version
         ) from exc
+    except IntegrityError as exc:  # a concurrent update or registration took the same MRN
+        raise Conflict("MRN is already in use") from exc
+
+
+def _check_records_after_birth(session: Session, patient_id: str, birth_date: date) -> None:
+    """A corrected birth date must not come after what this patient's record already holds
+    (a weight, a history date): the record would then be refused for ever after."""
+    first_weighed = session.scalar(
+        select(func.min(BodyMeasurement.measured_on)).where(
+            BodyMeasurement.patient_id == patient_id
+        )
+    )
+    if first_weighed is not None and first_weighed < birth_date:
+        raise InvalidInput(
+            f"birth_date is after a stored measurement ({first_weighed.isoformat()})",
+            field_name="birth_date",
+        )
+    for name, day in rules.history_dates(current_history(session, patient_id).history):
+        if day < birth_date:
+            raise InvalidInput(
+                f"birth_date is after {name} of the stored history ({day.isoformat()})",
+                field_name="birth_date",
+            )
 
 
 def _escape_like(term: str) -> str:
@@ -234,6 +271,15 @@ def search_patients(
                 .offset(offset)
             )
         )
+        # The search itself is audited, even when it returns nobody: a `total` with no items
+        # still tells whether someone is a patient. Counts only, never the terms (PHI).
+        audit.record(
+            session,
+            actor,
+            "patient.search",
+            "patient",
+            detail={"returned": len(patients), "total": total},
+        )
         views = []
         for patient in patients:
             audit.record(
@@ -244,14 +290,21 @@ def search_patients(
 
 
 def record_measurement(
-    db: Database, actor: Actor, patient_id: str, data: MeasurementIn, clock: Clock = utc_now
+    db: Database,
+    actor: Actor,
+    patient_id: str,
+    data: MeasurementIn,
+    clock: Clock = utc_now,
+    *,
+    clinic_timezone: str,
 ) -> BodyMeasurement:
     security.require(db, actor, WEIGHT_RECORD, "patient", patient_id, patient_id=patient_id)
     now = clock()
+    today = clinic_today(now, clinic_timezone)
     with db.transaction() as session:
         patient = load_patient(session, patient_id)
-        measured_on = data.measured_on or now.date()
-        rules.check_measured_on(measured_on, patient.birth_date, now.date())
+        measured_on = data.measured_on or today
+        rules.check_measured_on(measured_on, patient.birth_date, today)
         measurement = BodyMeasurement(
             patient_id=patient_id,
             weight_kg=data.weight_kg,
@@ -337,6 +390,8 @@ def save_history(
     history: PatientHistory,
     expected_revision: int,
     clock: Clock = utc_now,
+    *,
+    clinic_timezone: str,
 ) -> HistoryView:
     security.require(
         db, actor, HISTORY_UPDATE, "patient_history", patient_id, patient_id=patient_id
@@ -344,7 +399,10 @@ def save_history(
     now = clock()
     try:
         with db.transaction() as session:
-            load_patient(session, patient_id)
+            patient = load_patient(session, patient_id)
+            rules.check_history_dates(
+                history, patient.birth_date, clinic_today(now, clinic_timezone)
+            )
             current = current_history(session, patient_id)
             if current.revision != expected_revision:
                 raise StaleVersion(
