@@ -57,6 +57,8 @@ def test_acknowledge_with_a_note_closes_the_alert_once(api, stack, patient_id):
     assert [a["id"] for a in closed["items"]] == [alert["id"]]
     (event,) = audit_events(stack.db, action="alert.acknowledge", resource_id=alert["id"])
     assert event.patient_id == patient_id and event.allowed
+    # record ids only: never the flag (a suicidality item) or the note (README, audit log)
+    assert event.detail == {"assessment_id": alert["assessment_id"]}
 
 
 @pytest.mark.parametrize("note", ["", "ok", "    ok   "])
@@ -81,12 +83,20 @@ def test_unknown_alert_is_404_and_front_desk_may_not_acknowledge(api, stack, pat
         f"/api/v1/alerts/{alert['id']}/acknowledge", json={"note": "front desk trying"}
     )
     assert refused.status_code == 403
-    assert audit_events(
+    # the refusal is tied to the alert's patient, so it is in that patient's access log
+    (refusal,) = audit_events(
         stack.db,
         action="alert.acknowledge",
         allowed=False,
+        resource_id=alert["id"],
         actor_username=stack.actors[Role.front_desk].username,
     )
+    assert refusal.patient_id == patient_id
+    log = api("auditor").get(f"/api/v1/patients/{patient_id}/access-log").json()
+    assert any(e["action"] == "alert.acknowledge" and not e["allowed"] for e in log["items"])
+    # an unknown alert is refused the same way: nothing tells the caller it does not exist
+    unknown = api("front_desk").post("/api/v1/alerts/nope/acknowledge", json={"note": "trying"})
+    assert unknown.status_code == 403
     assert api("front_desk").get("/api/v1/alerts").status_code == 403
 
 
@@ -125,15 +135,25 @@ def test_open_alerts_put_the_most_severe_first(api, stack, patient_id):
     assert [a.alert.flag_code for a in limited] == ["cssrs_risk_high"]
 
 
-def test_latest_safety_inputs_read_the_latest_phq9_and_cssrs(api, stack, patient_id):
+def test_safety_inputs_are_the_worst_in_the_window_not_the_latest(api, stack, patient_id):
     nurse = api("nurse")
     with stack.db.transaction() as session:
         assert service.latest_safety_inputs(session, patient_id) == (None, None)
     now = datetime.now(UTC)
+    record(nurse, patient_id, "PHQ-9", phq9(9, item9=1), taken_at=now - timedelta(days=20))
     record(nurse, patient_id, "PHQ-9", phq9(9, item9=2), taken_at=now - timedelta(days=2))
     record(nurse, patient_id, "PHQ-9", phq9(7, item9=0), taken_at=now - timedelta(days=1))
     record(nurse, patient_id, "C-SSRS", CSSRS_HIGH, taken_at=now - timedelta(days=3))
+    # a later negative screen does not cancel the recent high-risk one
+    record(nurse, patient_id, "C-SSRS", {"1": 0, "2": 0, "6": 0}, taken_at=now - timedelta(hours=1))
+    record(nurse, patient_id, "C-SSRS", CSSRS_MODERATE, taken_at=now - timedelta(hours=2))
     with stack.db.transaction() as session:
-        assert service.latest_safety_inputs(session, patient_id) == (0, "high")
+        assert service.latest_safety_inputs(session, patient_id) == (2, "high")
+        fortnight = service.latest_safety_inputs(
+            session, patient_id, since=now - timedelta(days=14)
+        )
+        assert fortnight == (2, "high")
         recent = service.latest_safety_inputs(session, patient_id, since=now - timedelta(days=2))
-    assert recent == (0, None)
+        assert recent == (2, "moderate")  # the high-risk screen is 3 days old
+        today = service.latest_safety_inputs(session, patient_id, since=now - timedelta(hours=1))
+    assert today == (None, "none")

@@ -225,7 +225,82 @@ def test_reads_and_writes_are_audited(api, stack, patient_id):
     for action in ("assessment.create", "alert.create", "assessment.read", "assessment.list"):
         assert action in actions
     (create,) = audit_events(stack.db, action="assessment.create", resource_id=created["id"])
-    assert create.detail == {"instrument": "PHQ-9", "source": "staff", "alerts": 1}
+    # record ids only: the scale and its alert are clinical content (README, audit log)
+    assert create.detail is None
+    (alert,) = audit_events(stack.db, action="alert.create", patient_id=patient_id)
+    assert alert.resource_id == created["alerts"][0]["id"]
+    assert alert.detail == {"assessment_id": created["id"]}
+
+
+def test_answer_keys_naming_one_item_twice_are_422(api, patient_id):
+    nurse = api("nurse")
+    # " 1" once silently overwrote "1" (both normalise to item 1)
+    response = post_assessment(nurse, patient_id, "PHQ-9", {**phq9(10), " 1": 0})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["field"] == "answers.1"
+    assert "given twice" in error["message"] and "' 1'" in error["message"]
+    assert _count(nurse, patient_id) == 0
+
+
+def test_a_pre_dose_score_at_the_dose_start_is_refused(api, stack, patient_id):
+    nurse = api("nurse")
+    dose_at = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
+    _, (session_id, _) = add_course(stack.db, patient_id, [dose_at, dose_at + timedelta(days=1)])
+    at_start = post_assessment(
+        nurse,
+        patient_id,
+        "PHQ-9",
+        phq9(20),
+        taken_at=dose_at,
+        dosing_session_id=session_id,
+        timing="pre_dose",
+    )
+    # The outcomes take the baseline strictly before the first dose: a "pre-dose" score at the
+    # dose start would never be the baseline, so it is refused, naming the time.
+    assert at_start.status_code == 422, at_start.text
+    assert at_start.json()["errors"][0]["field"] == "taken_at"
+    post = record(
+        nurse,
+        patient_id,
+        "PHQ-9",
+        phq9(20),
+        taken_at=dose_at,
+        dosing_session_id=session_id,
+        timing="post_dose",
+    )
+    assert post["timing"] == "post_dose"
+    record(
+        nurse,
+        patient_id,
+        "PHQ-9",
+        phq9(18),
+        taken_at=dose_at - timedelta(seconds=1),
+        dosing_session_id=session_id,
+        timing="pre_dose",
+    )
+    outcomes = nurse.get(
+        f"/api/v1/patients/{patient_id}/outcomes", params={"instrument": "PHQ-9"}
+    ).json()
+    baseline = outcomes["courses"][0]["baseline"]  # the pre-dose score is the baseline
+    assert datetime.fromisoformat(baseline["taken_at"]) == dose_at - timedelta(seconds=1)
+    assert baseline["total"] == 18
+
+
+def test_a_refused_read_of_an_assessment_is_in_its_patients_access_log(api, stack, patient_id):
+    created = record(api("nurse"), patient_id, "C-SSRS", {"1": 0, "2": 0, "6": 0})
+    auditor = api("auditor")
+    assert auditor.get(f"/api/v1/assessments/{created['id']}").status_code == 403
+    # an unknown id is refused the same way: nothing tells the caller it does not exist
+    assert auditor.get("/api/v1/assessments/no-such-id").status_code == 403
+    (refusal,) = audit_events(
+        stack.db, action="assessment.read", allowed=False, resource_id=created["id"]
+    )
+    assert refusal.patient_id == patient_id
+    log = api("prescriber").get(f"/api/v1/patients/{patient_id}/access-log").json()
+    assert any(e["action"] == "assessment.read" and e["allowed"] is False for e in log["items"]), (
+        log
+    )
 
 
 def test_instruments_are_listed_with_codes_and_wording(api):
@@ -283,3 +358,10 @@ def test_every_role_against_the_permission_table(stack, matrix_patient, role, ac
                 assert response.status_code not in (401, 403), (method, path, response.text)
             else:
                 assert response.status_code == 403, (method, path, response.text)
+
+
+def test_every_unanswered_qids_pair_is_named_at_once(api, patient_id):
+    answers = {str(i): 1 for i in range(1, 17) if i not in (6, 7, 8, 9)}
+    response = post_assessment(api("nurse"), patient_id, "QIDS-SR16", answers)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["answers.6", "answers.8"]

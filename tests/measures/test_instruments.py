@@ -323,6 +323,20 @@ def test_qids_appetite_and_weight_are_either_or_pairs():
         qids.score(answers)
 
 
+def test_qids_names_every_unanswered_pair_at_once():
+    qids = get_instrument("QIDS-SR16")
+    answers = {str(i): 1 for i in range(1, 17) if i not in (6, 7, 8, 9)}
+    with pytest.raises(AnswerError) as caught:
+        qids.score(answers)
+    assert caught.value.problems == (
+        ("6", "missing answer (answer item 6 or 7)"),
+        ("8", "missing answer (answer item 8 or 9)"),
+    )
+    assert [e["field"] for e in caught.value.extensions()["errors"]] == ["answers.6", "answers.8"]
+    assert qids.either_or_groups == (("6", "7"), ("8", "9"))
+    assert qids.describe()["either_or_groups"] == [["6", "7"], ["8", "9"]]
+
+
 def test_qids_item12_flags():
     qids = get_instrument("QIDS-SR16")
     answers = dict.fromkeys((str(i) for i in range(1, 17)), 0)
@@ -395,6 +409,16 @@ def test_cssrs_positional_answers_follow_skip_logic():
     }
     with pytest.raises(ValueError, match="takes 3 answers"):
         CSSRS.answers_from_sequence([0, 0, 0, 1])
+
+
+def test_cssrs_says_which_questions_follow_a_yes():
+    assert CSSRS.describe()["asked_after"] == {
+        "3": {"item": "2", "answer": 1},
+        "4": {"item": "2", "answer": 1},
+        "5": {"item": "2", "answer": 1},
+        "6b": {"item": "6", "answer": 1},
+    }
+    assert PHQ9.describe()["asked_after"] == {} and PHQ9.either_or_groups == ()
 
 
 def test_cssrs_codes_and_licence():
@@ -478,6 +502,20 @@ def test_int_keys_and_explicit_nulls():
     assert PHQ9.score(answers).total == 9
     with pytest.raises(AnswerError, match="item 2: missing answer"):
         PHQ9.score({**answers, 2: None})
+
+
+@pytest.mark.parametrize(
+    "twice",
+    [{"1": 0, " 1": 3}, {1: 3, "1": 0}, {"1": 0, "1 ": None}, {"9": 0, "\t9\n": 2}],
+)
+def test_two_keys_naming_one_item_are_refused_not_overwritten(twice):
+    answers = {**numbered([1] * 9), **twice}
+    item_id = str(next(iter(twice))).strip()
+    with pytest.raises(AnswerError) as caught:
+        PHQ9.score(answers)
+    assert caught.value.item_id == item_id
+    assert caught.value.field_name == f"answers.{item_id}"
+    assert "given twice" in str(caught.value)
 
 
 def test_descriptions_are_json_and_respect_licences():

@@ -186,13 +186,138 @@ def test_positive_item9_from_home_opens_an_alert_and_shows_crisis_help(api, stac
 def test_cssrs_from_home_follows_its_skip_logic(api, stack, patient_id):
     link = _create_link(api("nurse"), patient_id, instruments=["C-SSRS"])
     patient = api()
-    # "No" to question 2: answers to 3-5 are not asked, so they are dropped, not refused.
-    answers = {"1": 1, "2": 0, "3": 1, "4": 1, "5": 1, "6": 0}
+    # "No" to question 2 and "No" to the skipped 3-5: nothing is lost by dropping them.
+    answers = {"1": 1, "2": 0, "3": 0, "4": 0, "5": 0, "6": 0}
     response = patient.post(_page_path(link), data=_form([answers]))
     assert response.status_code == 200, response.text
     (row,) = _assessments(stack, patient_id)
     assert row.answers == {"1": 1, "2": 0, "6": 0}
     assert row.band_code == "low"
+
+
+def _fieldsets(html: str) -> dict[str, str]:
+    """The inside of each question's fieldset on a questionnaire page, by its id."""
+    return dict(re.findall(r'<fieldset class="[^"]*" id="([^"]+)">(.*?)</fieldset>', html, re.S))
+
+
+def _part(body: str, pattern: str) -> str | None:
+    found = re.search(pattern, body, re.S)
+    return found.group(1) if found else None
+
+
+def _errors(html: str) -> dict[str, str]:
+    """Error message by question (fieldset id) on a questionnaire page."""
+    found = {k: _part(v, r'class="error">([^<]*)<') for k, v in _fieldsets(html).items()}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def test_a_yes_to_a_skipped_cssrs_question_is_never_lost(api, stack, patient_id):
+    link = _create_link(api("nurse"), patient_id, instruments=["C-SSRS"])
+    patient = api()
+    # "No" to 2 but "Yes" to intent (4) and plan (5): high risk if true, so ask, never drop.
+    answers = {"1": 1, "2": 0, "3": 1, "4": 1, "5": 1, "6": 0}
+    response = patient.post(_page_path(link), data=_form([answers]))
+    assert response.status_code == 422, response.text
+    errors = _errors(response.text)
+    assert set(errors) == {"s0-2", "s0-3", "s0-4", "s0-5"}
+    assert errors["s0-2"].startswith("Please check this answer.")
+    assert "questions 3, 4 and 5" in errors["s0-2"]
+    assert all("Please check question 2" in errors[f"s0-{i}"] for i in "345")
+    for item, value in answers.items():  # every answer is kept, filled in
+        assert re.search(rf'name="s0-{item}" value="{value}"[^>]*checked', response.text)
+    assert _assessments(stack, patient_id) == []
+    assert patient.get(_page_path(link)).status_code == 200  # the link is not used up
+    # The patient corrects question 2: saved as high risk, with an alert.
+    fixed = patient.post(_page_path(link), data=_form([{**answers, "2": 1}]))
+    assert fixed.status_code == 200, fixed.text
+    assert "care team will contact you" in fixed.text
+    (row,) = _assessments(stack, patient_id)
+    assert row.answers == {**answers, "2": 1} and row.band_code == "high"
+    alerts = api("nurse").get("/api/v1/alerts", params={"patient_id": patient_id}).json()
+    assert [a["flag_code"] for a in alerts["items"]] == ["cssrs_risk_high"]
+
+
+def test_a_yes_to_the_3_month_question_after_no_to_6_is_asked_again(api, stack, patient_id):
+    link = _create_link(api("nurse"), patient_id, instruments=["PHQ-9", "C-SSRS"])
+    answers = {"1": 0, "2": 0, "6": 0, "6b": 1}
+    response = api().post(_page_path(link), data=_form([phq9(5), answers]))
+    assert response.status_code == 422
+    errors = _errors(response.text)
+    assert set(errors) == {"s1-6", "s1-6b"}
+    assert "question 6b" in errors["s1-6"] and "Please check question 6" in errors["s1-6b"]
+    assert _assessments(stack, patient_id) == []  # neither scale is saved
+
+
+def test_the_audit_log_holds_record_ids_never_clinical_content(api, stack, patient_id):
+    add_course(stack.db, patient_id, [datetime.now(UTC) - 3 * DAY])
+    nurse = api("nurse")
+    link = _create_link(nurse, patient_id, instruments=["C-SSRS", "PHQ-9"])
+    high = {"1": 1, "2": 1, "3": 1, "4": 1, "5": 1, "6": 0}
+    assert api().post(_page_path(link), data=_form([high, phq9(12, 1)])).status_code == 200
+    alerts = nurse.get("/api/v1/alerts", params={"patient_id": patient_id}).json()["items"]
+    assert len(alerts) == 2
+    for alert in alerts:
+        done = nurse.post(
+            f"/api/v1/alerts/{alert['id']}/acknowledge", json={"note": "Called; safe."}
+        )
+        assert done.status_code == 200
+    for what in ("outcomes", "trajectory"):
+        assert nurse.get(
+            f"/api/v1/patients/{patient_id}/{what}", params={"instrument": "PHQ-9"}
+        ).is_success
+    events = audit_events(stack.db, patient_id=patient_id)
+    record_ids = {
+        "assessment_id",
+        "assessment_ids",
+        "dosing_session_id",
+        "questionnaire_link_id",
+        "returned",  # how many rows a list returned
+    }
+    for event in events:
+        assert set(event.detail or {}) <= record_ids, (event.action, event.detail)
+        text = str(event.detail or "").lower()
+        for clinical in ("c-ssrs", "phq", "cssrs", "suicid", "risk", "flag", "safe"):
+            assert clinical not in text, (event.action, event.detail)
+    (use,) = [e for e in events if e.action == "questionnaire_link.use"]
+    assert sorted(use.detail["assessment_ids"]) == sorted({a["assessment_id"] for a in alerts})
+
+
+def test_the_cssrs_page_says_which_questions_follow_a_yes(api, patient_id):
+    link = _create_link(api("nurse"), patient_id, instruments=["C-SSRS"])
+    html = api().get(_page_path(link)).text
+    legends = {k: _part(v, r"<legend>(.*?)</legend>") for k, v in _fieldsets(html).items()}
+    for item in ("3", "4", "5"):
+        assert "Only if you answered Yes to question 2:" in legends[f"s0-{item}"]
+    assert "Only if you answered Yes to question 6:" in legends["s0-6b"]
+    for item in ("1", "2", "6"):
+        assert "Only if" not in legends[f"s0-{item}"]
+
+
+def test_the_qids_page_asks_one_of_each_pair_and_names_every_missing_pair(api, stack, patient_id):
+    link = _create_link(api("nurse"), patient_id, instruments=["QIDS-SR16"])
+    patient = api()
+    html = patient.get(_page_path(link)).text
+    hints = {k: _part(v, r'class="hint">([^<]*)<') for k, v in _fieldsets(html).items()}
+    assert "Optional." not in hints.values()
+    assert (
+        hints["s0-6"] == hints["s0-7"] == "Answer question 6 or question 7: one of them is needed."
+    )
+    assert (
+        hints["s0-8"] == hints["s0-9"] == "Answer question 8 or question 9: one of them is needed."
+    )
+    answers = {str(i): 1 for i in range(1, 17) if i not in (6, 7, 8, 9)}
+    response = patient.post(_page_path(link), data=_form([answers]))
+    assert response.status_code == 422
+    assert _errors(response.text) == {
+        "s0-6": "Please answer question 6 or question 7.",
+        "s0-7": "Please answer question 6 or question 7.",
+        "s0-8": "Please answer question 8 or question 9.",
+        "s0-9": "Please answer question 8 or question 9.",
+    }
+    done = patient.post(_page_path(link), data=_form([{**answers, "7": 2, "8": 0}]))
+    assert done.status_code == 200
+    (row,) = _assessments(stack, patient_id)
+    assert row.subscores["appetite_weight"] == 2
 
 
 def test_two_submissions_at_once_save_once(api, stack, patient_id):
@@ -229,6 +354,37 @@ def test_link_scales_must_be_self_report(api, patient_id, instruments, field):
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == field
+
+
+@pytest.mark.parametrize(
+    "available_from",
+    [
+        "9999-12-31T23:00:00Z",  # once a 500: the expiry overflowed
+        "9999-11-01T00:00:00+14:00",
+        "1979-06-14T12:00:00Z",  # the day before the patient's birth (1979-06-15)
+        "0001-01-01T00:00:00Z",
+    ],
+)
+def test_a_link_opens_within_a_year_and_not_before_birth(api, stack, patient_id, available_from):
+    response = api("nurse").post(
+        f"/api/v1/patients/{patient_id}/questionnaire-links",
+        json={"instruments": ["PHQ-9"], "available_from": available_from, "valid_hours": 1440},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["errors"][0]["field"] == "available_from"
+    assert not audit_events(stack.db, action="questionnaire_link.create", patient_id=patient_id)
+
+
+def test_a_link_may_open_up_to_366_days_ahead(api, clinic_clock, patient_id):
+    now = clinic_clock.set(datetime(2030, 1, 1, 12, tzinfo=UTC))
+    url = f"/api/v1/patients/{patient_id}/questionnaire-links"
+    nurse = api("nurse")
+    latest = nurse.post(url, json={"available_from": (now + 366 * DAY).isoformat()})
+    assert latest.status_code == 201, latest.text
+    assert latest.json()["status"] == "scheduled"
+    later = (now + 366 * DAY + timedelta(seconds=1)).isoformat()
+    assert nurse.post(url, json={"available_from": later}).status_code == 422
 
 
 def test_links_need_permission_and_a_patient(api, stack, patient_id):

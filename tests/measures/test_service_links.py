@@ -7,6 +7,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,6 +120,45 @@ def test_skipped_cssrs_answers_are_dropped_and_missing_ones_named():
     # Item 10 (difficulty) is optional and unscored (Kroenke 2001).
     assert service.missing_items(phq9, {str(i): 0 for i in range(1, 10)}) == []
     assert service.missing_items(phq9, {"1": 0}) == [str(i) for i in range(2, 10)]
+
+
+@pytest.mark.parametrize(
+    ("answers", "flagged"),
+    [
+        # a "Yes" to a question skipped after "No" to 2 (or to 6) is never dropped
+        ({"1": 1, "2": 0, "3": 1, "6": 0}, {"2", "3"}),
+        ({"1": 0, "2": 0, "4": 0, "5": 1, "6": 0}, {"2", "5"}),
+        ({"1": 0, "2": 0, "6": 0, "6b": 1}, {"6", "6b"}),
+        ({"1": 0, "3": 1, "6": 0}, {"2", "3"}),  # question 2 not answered at all
+        # a "No" to a skipped question loses nothing
+        ({"1": 1, "2": 0, "3": 0, "4": 0, "5": 0, "6": 0, "6b": 0}, set()),
+        ({"1": 1, "2": 1, "3": 1, "4": 1, "5": 1, "6": 1, "6b": 1}, set()),
+        ({"1": 1, "2": 1, "6": 0}, {"3", "4", "5"}),  # asked and not answered
+    ],
+)
+def test_answer_problems_never_lose_a_skipped_yes(answers, flagged):
+    cssrs = get_instrument("C-SSRS")
+    problems = service.answer_problems(cssrs, answers)
+    assert set(problems) == flagged
+    if flagged - {"3", "4", "5"} and "2" in flagged:
+        assert problems["2"].startswith("Please check this answer.")
+    if not problems:
+        kept = service.asked_answers(cssrs, answers)
+        dropped = {k: v for k, v in answers.items() if k not in kept}
+        assert set(dropped.values()) <= {0}
+        cssrs.score(kept)  # and what is left scores
+
+
+def test_answer_problems_name_every_unanswered_qids_pair():
+    qids = get_instrument("QIDS-SR16")
+    answers = {str(i): 1 for i in range(1, 17) if i not in (6, 7, 8, 9)}
+    assert service.answer_problems(qids, answers) == {
+        "6": "Please answer question 6 or question 7.",
+        "7": "Please answer question 6 or question 7.",
+        "8": "Please answer question 8 or question 9.",
+        "9": "Please answer question 8 or question 9.",
+    }
+    assert service.answer_problems(qids, {**answers, "6": 0, "9": 0}) == {}
 
 
 def test_only_patient_rated_scales_are_self_report():

@@ -251,6 +251,12 @@ def _as_doses(dose_times: Iterable[datetime]) -> list[datetime]:
     return sorted(doses)
 
 
+def taken_before_dose(taken_at: datetime, dose_at: datetime) -> bool:
+    """Strictly before the dose started: a score at the dose start itself is post-dose. The one
+    rule for the baseline here and for an assessment's pre_dose / post_dose timing (service)."""
+    return taken_at < dose_at
+
+
 def select_baseline(
     points: Iterable[ScorePoint | tuple[datetime, int]], dose_times: Iterable[datetime]
 ) -> Baseline | None:
@@ -259,7 +265,9 @@ def select_baseline(
     if not doses:
         return None
     first_dose_at = doses[0]
-    before = [point for point in _as_points(points) if point.taken_at < first_dose_at]
+    before = [
+        point for point in _as_points(points) if taken_before_dose(point.taken_at, first_dose_at)
+    ]
     if not before:
         return None
     last = before[-1]
@@ -334,7 +342,11 @@ def evaluate_course(
         return CourseOutcome(
             status=OutcomeStatus.NO_BASELINE, baseline=None, first_dose_at=doses[0], **common
         )
-    after = [point for point in all_points if point.taken_at >= baseline.first_dose_at]
+    after = [
+        point
+        for point in all_points
+        if not taken_before_dose(point.taken_at, baseline.first_dose_at)
+    ]
     outcomes = tuple(classify(baseline.total, point, threshold, rules) for point in after)
     if not outcomes:
         return CourseOutcome(

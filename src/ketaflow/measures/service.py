@@ -13,8 +13,9 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +46,7 @@ from ketaflow.security.permissions import (
     ASSESSMENT_READ,
     QUESTIONNAIRE_LINK_CREATE,
     Actor,
+    is_allowed,
 )
 from ketaflow.security.tables import User
 from ketaflow.treatment import service as treatment
@@ -52,6 +54,9 @@ from ketaflow.treatment.tables import DosingSessionRow
 
 # A time a little ahead of the server's clock is a device clock, not a future assessment.
 CLOCK_SKEW = timedelta(minutes=5)
+# How far ahead an ad hoc link may open: the schedule's longest horizon (LinkSchedule, 366
+# days). A scheduling limit, not a clinical threshold.
+MAX_LINK_LEAD = timedelta(days=366)
 MIN_ACK_NOTE_CHARS = 5
 # Planned links: 24 h and 7 days after each dose, weekly in maintenance (issue 4 §6 examples;
 # scheduling choices, not clinical thresholds).
@@ -98,7 +103,8 @@ def is_self_report(instrument: Instrument) -> bool:
 def asked_answers(instrument: Instrument, answers: Mapping[str, int]) -> dict[str, int]:
     """Only the answers to questions the scale asks given the other answers: on a paper-like web
     form a patient may answer a question its skip logic leaves out (C-SSRS 3-5 after a "no" to
-    question 2); those answers are dropped, as the paper form's "skip to 6" would."""
+    question 2). Check `answer_problems` first: it refuses any answer above the lowest ("No")
+    to a skipped question, so what is dropped here is only ever a "No"."""
     kept = dict(answers)
     while True:
         asked = set(instrument.ordered_item_ids(kept))
@@ -117,12 +123,74 @@ def missing_items(instrument: Instrument, answers: Mapping[str, int]) -> list[st
     ]
 
 
+def _option_label(instrument: Instrument, item_id: str, value: int) -> str:
+    item = instrument.item(item_id)
+    return next((o.label for o in item.options if o.value == value), str(value))
+
+
+def _numbers(item_ids: Sequence[str]) -> str:
+    if len(item_ids) == 1:
+        return item_ids[0]
+    return ", ".join(item_ids[:-1]) + " and " + item_ids[-1]
+
+
+def answer_problems(instrument: Instrument, answers: Mapping[str, int]) -> dict[str, str]:
+    """What the patient must fix before the answers can be saved, by item id (empty: none).
+
+    A positive answer to a question the skip logic leaves out (C-SSRS "Yes" to 3-5 after "No"
+    to 2, or "Yes" to the 3-month question after "No" to 6) is never dropped: it may be the
+    one answer that shows risk, so the patient is asked to check the question that skips it.
+    Then every required question still unanswered, and every either-or group (QIDS-SR16 6/7
+    and 8/9) with no answer, all at once."""
+    problems: dict[str, str] = {}
+    kept = asked_answers(instrument, answers)
+    skipped: dict[tuple[str, int], list[str]] = {}
+    for item_id, value in answers.items():
+        if item_id in kept or value <= instrument.item(item_id).min_value:
+            continue  # asked, or a "No" to a question not asked: nothing is lost
+        gate = instrument.asked_after(item_id)
+        if gate is None:
+            problems[item_id] = "This question is not asked with your other answers."
+            continue
+        skipped.setdefault(gate, []).append(item_id)
+    for (gate_id, opening_value), item_ids in skipped.items():
+        opens = _option_label(instrument, gate_id, opening_value)
+        first = instrument.item(item_ids[0])
+        given = _option_label(instrument, first.id, answers[first.id])
+        lowest = _option_label(instrument, first.id, first.min_value)
+        questions = ("questions " if len(item_ids) > 1 else "question ") + _numbers(item_ids)
+        problems[gate_id] = (
+            f"Please check this answer. You answered {given} to {questions}, which "
+            f"{'are' if len(item_ids) > 1 else 'is'} only for people who answer {opens} here. "
+            f"If {opens} is right here, choose {opens}; if not, answer {lowest} to {questions}."
+        )
+        for item_id in item_ids:
+            problems[item_id] = (
+                f"Please check question {gate_id}: this question is only answered after "
+                f"{opens} to question {gate_id}."
+            )
+    for item_id in missing_items(instrument, kept):
+        problems.setdefault(item_id, MISSING_ANSWER_MESSAGE)
+    for group in instrument.either_or_groups:
+        if not any(item_id in kept for item_id in group):
+            message = f"Please answer question {' or question '.join(group)}."
+            for item_id in group:
+                problems.setdefault(item_id, message)
+    return problems
+
+
 # ---------------------------------------------------------------------------------------------
 # Views
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _ids(**ids: str | None) -> dict[str, str] | None:
+    """Audit detail of record ids (the ones given), never clinical content (README, audit)."""
+    kept = {name: value for name, value in ids.items() if value is not None}
+    return kept or None
 
 
 @dataclass(frozen=True)
@@ -241,7 +309,10 @@ def _save_score(
         "assessment",
         row.id,
         patient_id=patient_id,
-        detail={"instrument": row.instrument_code, "source": source, "alerts": len(alerts)},
+        # record ids only: the scale, its result and its alerts are clinical content
+        detail=_ids(
+            dosing_session_id=dosing_session_id, questionnaire_link_id=questionnaire_link_id
+        ),
         now=now,
     )
     for alert in alerts:
@@ -252,7 +323,7 @@ def _save_score(
             "safety_alert",
             alert.id,
             patient_id=patient_id,
-            detail={"flag": alert.flag_code},
+            detail={"assessment_id": row.id},
             now=now,
         )
     return AssessmentView(row, tuple(alerts))
@@ -282,13 +353,18 @@ def _check_timing(
             "no such dosing session for this patient", field_name="dosing_session_id"
         )
     dose_at = row.dose_started_at
-    if timing == "post_dose" and (dose_at is None or taken_at < dose_at):
+    # One rule with the outcomes: strictly before the dose start is pre-dose (the baseline is
+    # the last score strictly before the first dose); the dose start itself is post-dose.
+    before = dose_at is not None and outcomes.taken_before_dose(taken_at, dose_at)
+    if timing == "post_dose" and (dose_at is None or before):
         raise InvalidInput(
-            "a post-dose assessment is taken after the dose started", field_name="taken_at"
+            "a post-dose assessment is taken at or after the dose started", field_name="taken_at"
         )
-    if timing == "pre_dose" and dose_at is not None and taken_at > dose_at:
+    if timing == "pre_dose" and dose_at is not None and not before:
         raise InvalidInput(
-            "a pre-dose assessment is taken before the dose started", field_name="taken_at"
+            "a pre-dose assessment is taken before the dose started (strictly before "
+            f"{dose_at.isoformat()})",
+            field_name="taken_at",
         )
     return timing
 
@@ -385,8 +461,26 @@ def list_assessments(
         return [AssessmentView(r, tuple(alerts.get(r.id, ()))) for r in rows], total
 
 
+def _require_on_record(
+    db: Database,
+    actor: Actor,
+    action: str,
+    table: type[Assessment] | type[SafetyAlert],
+    resource_type: str,
+    row_id: str,
+) -> None:
+    """security.require for one record, naming the record's patient when the actor is refused,
+    so the refusal is in that patient's access log. The owner is looked up only then, and told
+    to nobody: an unauthorised caller gets 403 whether or not the record exists."""
+    patient_id = None
+    if not is_allowed(actor.role, action):
+        with db.transaction() as session:
+            patient_id = session.scalar(select(table.patient_id).where(table.id == row_id))
+    security.require(db, actor, action, resource_type, row_id, patient_id=patient_id)
+
+
 def get_assessment(db: Database, actor: Actor, assessment_id: str) -> AssessmentView:
-    security.require(db, actor, ASSESSMENT_READ, "assessment", assessment_id)
+    _require_on_record(db, actor, ASSESSMENT_READ, Assessment, "assessment", assessment_id)
     with db.transaction() as session:
         row = session.get(Assessment, assessment_id)
         if row is None:
@@ -467,7 +561,7 @@ def acknowledge_alert(
     db: Database, actor: Actor, alert_id: str, note: str, clock: Clock = utc_now
 ) -> AlertView:
     """A clinician acknowledges an alert with a note; a second acknowledgement is 409."""
-    security.require(db, actor, ALERT_ACKNOWLEDGE, "safety_alert", alert_id)
+    _require_on_record(db, actor, ALERT_ACKNOWLEDGE, SafetyAlert, "safety_alert", alert_id)
     text = note.strip()
     if len(text) < MIN_ACK_NOTE_CHARS:
         raise InvalidInput(
@@ -498,7 +592,7 @@ def acknowledge_alert(
             "safety_alert",
             alert_id,
             patient_id=alert.patient_id,
-            detail={"flag": alert.flag_code},
+            detail={"assessment_id": alert.assessment_id},
             now=now,
         )
         code = session.scalar(
@@ -521,29 +615,74 @@ def latest_assessment(
     ).first()
 
 
+def _assessments_since(
+    session: Session, patient_id: str, code: str, since: datetime | None
+) -> list[Assessment]:
+    query = select(Assessment).where(
+        Assessment.patient_id == patient_id, Assessment.instrument_code == code
+    )
+    if since is not None:
+        query = query.where(Assessment.taken_at >= since)
+    return list(session.scalars(query))
+
+
 def latest_safety_inputs(
     session: Session, patient_id: str, since: datetime | None = None
 ) -> tuple[int | None, str | None]:
-    """(PHQ-9 item 9 answer, C-SSRS risk level) from the patient's latest PHQ-9 and latest
-    C-SSRS screener (taken at or after `since`, if given): what the pre-dose checks read.
-    Matches treatment.service.SafetyInputs; the risk is 'none', 'low', 'moderate' or 'high'."""
-    phq9 = latest_assessment(session, patient_id, "PHQ-9", since)
-    item9 = phq9.answers.get("9") if phq9 is not None else None
-    cssrs = latest_assessment(session, patient_id, "C-SSRS", since)
-    return (item9 if isinstance(item9, int) else None), (cssrs.band_code if cssrs else None)
+    """(PHQ-9 item 9 answer, C-SSRS risk level): the worst of each among the patient's
+    assessments taken at or after `since` (all of them without it), what the pre-dose checks
+    read. The highest item 9 and the gravest risk count, not the latest: a later negative
+    result does not cancel a recent positive one (a prescriber may override the check with a
+    reason). None where the window holds no such assessment. Matches
+    treatment.service.SafetyInputs; the risk is 'none', 'low', 'moderate' or 'high'."""
+    item9s = [
+        row.answers.get("9") for row in _assessments_since(session, patient_id, "PHQ-9", since)
+    ]
+    item9 = max((v for v in item9s if isinstance(v, int)), default=None)
+    # C-SSRS risk levels in order of gravity (reference §3 triage: none < low < moderate < high)
+    rank = {band.code: band.low for band in get_instrument("C-SSRS").bands}
+    risks = [
+        row.band_code
+        for row in _assessments_since(session, patient_id, "C-SSRS", since)
+        if row.band_code in rank
+    ]
+    risk = max(risks, key=rank.__getitem__, default=None)
+    return item9, risk
 
 
-def screening_flags(session: Session, patient_id: str) -> list[AssessmentFlag]:
-    """The latest PHQ-9 item 9 and C-SSRS risk, dated, as eligibility screening reads them
-    (patients.screening_service.AssessmentFlags)."""
+def screening_flags(
+    session: Session, patient_id: str, clinic_timezone: str, since: date
+) -> list[AssessmentFlag]:
+    """PHQ-9 item 9 and C-SSRS risk flags, dated by the clinic's calendar, as eligibility
+    screening reads them (patients.screening_service.AssessmentFlags): every result from the
+    clinic date `since` on, since screening counts any positive one in its look-back (a later
+    negative does not cancel it), and the latest of each scale whatever its date, so an old
+    one is reported as not counted."""
+    zone = ZoneInfo(clinic_timezone)
+    # a day early in UTC, then the clinic date decides
+    earliest = datetime.combine(since - timedelta(days=1), time(), tzinfo=UTC)
+    rows: dict[str, Assessment] = {}
+    for code in ("PHQ-9", "C-SSRS"):
+        latest = latest_assessment(session, patient_id, code)
+        if latest is not None:
+            rows[latest.id] = latest
+        for row in session.scalars(
+            select(Assessment).where(
+                Assessment.patient_id == patient_id,
+                Assessment.instrument_code == code,
+                Assessment.taken_at >= earliest,
+            )
+        ):
+            rows[row.id] = row
     flags: list[AssessmentFlag] = []
-    phq9 = latest_assessment(session, patient_id, "PHQ-9")
-    item9 = phq9.answers.get("9") if phq9 is not None else None
-    if phq9 is not None and isinstance(item9, int):
-        flags.append(Phq9Item9Flag(score=item9, completed_on=phq9.taken_at.date()))
-    cssrs = latest_assessment(session, patient_id, "C-SSRS")
-    if cssrs is not None and cssrs.band_code:
-        flags.append(CssrsRiskFlag(risk=cssrs.band_code, completed_on=cssrs.taken_at.date()))
+    for row in sorted(rows.values(), key=lambda r: (r.taken_at, r.id)):
+        completed_on = row.taken_at.astimezone(zone).date()
+        if row.instrument_code == "PHQ-9":
+            item9 = row.answers.get("9")
+            if isinstance(item9, int):
+                flags.append(Phq9Item9Flag(score=item9, completed_on=completed_on))
+        elif row.band_code:
+            flags.append(CssrsRiskFlag(risk=row.band_code, completed_on=completed_on))
     return flags
 
 
@@ -688,7 +827,6 @@ def patient_outcomes(
             "patient",
             patient_id,
             patient_id=patient_id,
-            detail={"instrument": scale.code},
             now=now,
         )
         return {
@@ -732,7 +870,6 @@ def patient_trajectory(
             "patient",
             patient_id,
             patient_id=patient_id,
-            detail={"instrument": scale.code},
             now=now,
         )
     bands = {band.code: band for band in scale.bands}
@@ -972,7 +1109,7 @@ def _new_link(
         "questionnaire_link",
         link.id,
         patient_id=patient_id,
-        detail={"purpose": purpose, "instruments": list(codes)},
+        detail=_ids(dosing_session_id=dosing_session_id),
         now=now,
     )
     return LinkView(link, link_status(link, now), _link_url(settings, token))
@@ -999,11 +1136,18 @@ def create_link(
     opens = available_from or now
     if opens.tzinfo is None or opens.utcoffset() is None:
         raise InvalidInput("give the time with its UTC offset", field_name="available_from")
-    expires_at = opens + timedelta(hours=valid_hours or settings.questionnaire_link_hours)
-    if expires_at <= now:
-        raise InvalidInput("the link would expire before it is sent", field_name="available_from")
+    if opens > now + MAX_LINK_LEAD:
+        raise InvalidInput(
+            f"a link opens at most {MAX_LINK_LEAD.days} days ahead", field_name="available_from"
+        )
     with db.transaction() as session:
-        load_patient(session, patient_id)
+        patient = load_patient(session, patient_id)
+        check_not_before_birth(opens.date(), patient.birth_date, "available_from")
+        expires_at = opens + timedelta(hours=valid_hours or settings.questionnaire_link_hours)
+        if expires_at <= now:
+            raise InvalidInput(
+                "the link would expire before it is sent", field_name="available_from"
+            )
         return _new_link(
             session,
             actor,
@@ -1233,25 +1377,29 @@ def submit_link(
     clock: Clock = utc_now,
 ) -> list[AssessmentView]:
     """Save the patient's answers as self-report assessments and use the link up, atomically:
-    of two submissions only one saves. Incomplete answers raise SelfReportErrors, saving
-    nothing and leaving the link usable."""
+    of two submissions only one saves. Incomplete answers, and a positive answer to a question
+    the skip logic leaves out (`answer_problems`), raise SelfReportErrors, saving nothing and
+    leaving the link usable."""
     now = clock()
     opened = open_link(db, token, catalogue, clock=lambda: now)
     scores: list[Score] = []
     problems: dict[str, dict[str, str]] = {}
     for instrument in opened.instruments:
-        answers = asked_answers(instrument, responses.get(instrument.code, {}))
-        missing = missing_items(instrument, answers)
-        if missing:
-            problems[instrument.code] = dict.fromkeys(missing, MISSING_ANSWER_MESSAGE)
+        given = responses.get(instrument.code, {})
+        found = answer_problems(instrument, given)
+        if found:
+            problems[instrument.code] = found
             continue
         try:
-            scores.append(instrument.score(answers))
+            # only "No" answers to skipped questions are left to drop (answer_problems)
+            scores.append(instrument.score(asked_answers(instrument, given)))
         except AnswerError as exc:
-            problems[instrument.code] = {exc.item_id: exc.message}
+            problems[instrument.code] = dict(exc.problems)
     if problems:
         raise SelfReportErrors(
-            "some questions are not answered", field_name="answers", problems=problems
+            "some questions are not answered or need checking",
+            field_name="answers",
+            problems=problems,
         )
     patient_actor = Actor(None, SELF_REPORT_ACTOR_NAME, "patient", client_address)
     with db.transaction() as session:
@@ -1293,7 +1441,7 @@ def submit_link(
             "questionnaire_link",
             link.id,
             patient_id=link.patient_id,
-            detail={"assessments": len(saved)},
+            detail={"assessment_ids": [view.assessment.id for view in saved]},
             now=now,
         )
         return saved

@@ -22,7 +22,7 @@ from ketaflow.core.clock import utc_now
 from ketaflow.core.settings import Settings
 from ketaflow.measures import service
 from ketaflow.measures.api import get_catalogue
-from ketaflow.measures.instruments import Instrument
+from ketaflow.measures.instruments import Instrument, Item
 from ketaflow.web import templates
 
 router = APIRouter(include_in_schema=False)
@@ -33,14 +33,6 @@ CRISIS_TEXT = (
     "Crisis Lifeline, US) or your local emergency number now, or go to the nearest emergency "
     "department."
 )
-# Hints for questions a scale asks only after certain answers (C-SSRS screener skip logic,
-# reference §3); other scales ask every question.
-SKIP_HINTS = {
-    ("C-SSRS", "3"): "Answer questions 3, 4 and 5 only if you answered Yes to question 2.",
-    ("C-SSRS", "4"): "Only if you answered Yes to question 2.",
-    ("C-SSRS", "5"): "Only if you answered Yes to question 2.",
-    ("C-SSRS", "6b"): "Only if you answered Yes to question 6.",
-}
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
@@ -54,7 +46,6 @@ SECURITY_HEADERS = {
     ),
 }
 CHOOSE_ONE = "Please choose one of the answers."
-ANSWER_THIS = service.MISSING_ANSWER_MESSAGE
 UNAVAILABLE = {
     "unknown": ("Link not found", "This questionnaire link is not valid."),
     "used": ("Already answered", "This questionnaire has already been answered. Thank you."),
@@ -77,6 +68,7 @@ class FormItem:
     field: str
     number: str
     text: str
+    condition: str | None  # part of the question: when it is asked (skip logic)
     hint: str | None
     required: bool
     options: tuple[FormOption, ...]
@@ -96,6 +88,35 @@ def field_name(instrument_index: int, item_id: str) -> str:
     return f"s{instrument_index}-{item_id}"
 
 
+def _gate(instrument: Instrument, item: Item) -> tuple[str, str] | None:
+    """(question, answer label) after which the scale asks this question, if only then."""
+    gate = instrument.asked_after(item.id)
+    if gate is None:
+        return None
+    gate_id, value = gate
+    options = instrument.item(gate_id).options
+    return gate_id, next((o.label for o in options if o.value == value), str(value))
+
+
+def _condition(instrument: Instrument, item: Item) -> str | None:
+    """For a question the scale asks only after one answer to another (the C-SSRS screener's
+    skip logic, reference §3): the page has no script, so every question shows and its text
+    says when it is answered."""
+    gate = _gate(instrument, item)
+    return f"Only if you answered {gate[1]} to question {gate[0]}:" if gate else None
+
+
+def _hint(instrument: Instrument, item: Item) -> str | None:
+    gate = _gate(instrument, item)
+    if gate is not None:
+        return f"If you did not answer {gate[1]} to question {gate[0]}, leave this one blank."
+    group = next((g for g in instrument.either_or_groups if item.id in g), None)
+    if group is not None:
+        # QIDS-SR16 6/7 and 8/9: one of each pair is needed (qids_sr16.EITHER_OR_PAIRS)
+        return f"Answer question {' or question '.join(group)}: one of them is needed."
+    return None if item.required else "Optional."
+
+
 def build_forms(
     instruments: tuple[Instrument, ...],
     answers: dict[str, dict[str, int]],
@@ -111,8 +132,8 @@ def build_forms(
                 field=field_name(index, item.id),
                 number=item.id,
                 text=item.text or item.label,
-                hint=SKIP_HINTS.get((instrument.code, item.id))
-                or (None if item.required else "Optional."),
+                condition=_condition(instrument, item),
+                hint=_hint(instrument, item),
                 required=item.required and item.id in always_asked,
                 options=tuple(FormOption(o.value, o.label) for o in item.options),
                 answer=given.get(item.id),
@@ -237,9 +258,9 @@ async def submit_questionnaire(request: Request, token: str) -> HTMLResponse:
     if problems:
         # Show every question still to fix at once, not only the unreadable ones.
         for instrument in opened.instruments:
-            given = service.asked_answers(instrument, answers.get(instrument.code, {}))
-            for item_id in service.missing_items(instrument, given):
-                problems.setdefault(instrument.code, {}).setdefault(item_id, ANSWER_THIS)
+            found = service.answer_problems(instrument, answers.get(instrument.code, {}))
+            for item_id, message in found.items():
+                problems.setdefault(instrument.code, {}).setdefault(item_id, message)
         return _form_page(request, opened, answers, problems, status_code=422)
     client = request.client.host if request.client else None
     try:

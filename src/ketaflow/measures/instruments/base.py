@@ -25,10 +25,23 @@ class AnswerError(InvalidInput, ValueError):
     `item_id` names the item (as the scale numbers it), so the API can answer 422 with the field
     and the CLI can print `error: item 3: 4 is outside 0-3`."""
 
-    def __init__(self, item_id: str, message: str) -> None:
-        super().__init__(f"item {item_id}: {message}", field_name=f"answers.{item_id}")
+    def __init__(self, item_id: str, message: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
+        problems = ((item_id, message), *more)
+        super().__init__(
+            "; ".join(f"item {i}: {m}" for i, m in problems), field_name=f"answers.{item_id}"
+        )
         self.item_id = item_id
         self.message = message
+        # every item to fix, in order, when a scale can name several at once (item id, message)
+        self.problems: tuple[tuple[str, str], ...] = problems
+
+    def extensions(self) -> dict[str, object]:
+        return {
+            "errors": [
+                {"field": f"answers.{item_id}", "message": f"item {item_id}: {message}"}
+                for item_id, message in self.problems
+            ]
+        }
 
 
 class Severity(StrEnum):
@@ -310,6 +323,17 @@ class Instrument:
         del answers_so_far
         return self.item_ids
 
+    def asked_after(self, item_id: str) -> tuple[str, int] | None:
+        """For a question the skip logic asks only after one answer to another question: (that
+        question's id, that answer). None for a question that is always asked."""
+        del item_id
+        return None
+
+    @property
+    def either_or_groups(self) -> tuple[tuple[str, ...], ...]:
+        """Groups of optional items of which at least one must be answered (none by default)."""
+        return ()
+
     def answers_from_sequence(self, values: Sequence[int]) -> dict[str, int]:
         """Map answers given in order (the CLI's positional answers) to item ids, following the
         scale's skip logic. Extra answers are an error; missing ones are left for `score`."""
@@ -358,11 +382,21 @@ class Instrument:
     def _normalise(self, answers: Mapping[str | int, Any]) -> dict[str, int]:
         known = {item.id: item for item in self.items}
         normalised: dict[str, int] = {}
+        keys: dict[str, str | int] = {}
         for raw_id, raw_value in answers.items():
             item_id = str(raw_id).strip()
             item = known.get(item_id)
             if item is None:
                 raise AnswerError(item_id, f"{self.code} has no such item")
+            if item_id in keys:
+                # "1" and " 1" (or 1 and "1") name the same item: refuse rather than let one
+                # answer silently overwrite the other.
+                raise AnswerError(
+                    item_id,
+                    f"given twice (keys {_short_key(keys[item_id])} and {_short_key(raw_id)} "
+                    "both name this item): give each item once",
+                )
+            keys[item_id] = raw_id
             if raw_value is None:
                 continue  # an explicit null is the same as no answer
             normalised[item_id] = _check_value(item, raw_value)
@@ -447,6 +481,14 @@ class Instrument:
             "recall_period": self.recall_period,
             "instructions": self.instructions,
             "items": [item.as_dict() for item in self.items],
+            # optional items of which at least one must be answered (QIDS-SR16 6/7, 8/9)
+            "either_or_groups": [list(group) for group in self.either_or_groups],
+            # questions asked only after one answer to another (C-SSRS skip logic)
+            "asked_after": {
+                item.id: {"item": gate[0], "answer": gate[1]}
+                for item in self.items
+                if (gate := self.asked_after(item.id)) is not None
+            },
             "total_min": self.total_min,
             "total_max": self.total_max,
             "bands": [band.as_dict() for band in self.bands],
@@ -463,6 +505,11 @@ class Instrument:
             ),
             "notes": list(self.notes),
         }
+
+
+def _short_key(raw_id: str | int) -> str:
+    text = repr(raw_id)
+    return text if len(text) <= 24 else text[:20] + "...'"
 
 
 def _check_value(item: Item, raw_value: Any) -> int:

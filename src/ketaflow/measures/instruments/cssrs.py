@@ -112,6 +112,14 @@ class CssrsScreener(Instrument):
             asked.append(WITHIN_3_MONTHS_ITEM_ID)
         return tuple(asked)
 
+    def asked_after(self, item_id: str) -> tuple[str, int] | None:
+        # Questions 3-5 follow a yes to 2; the 3-month question follows a yes to 6 (reference §3).
+        if item_id in _GATED_BY_2:
+            return "2", 1
+        if item_id == WITHIN_3_MONTHS_ITEM_ID:
+            return "6", 1
+        return None
+
     def _validate_structure(self, answers: Mapping[str, int]) -> None:
         if "2" in answers and answers["2"] == 0:
             for item_id in _GATED_BY_2:

@@ -108,12 +108,22 @@ FLAG_RULES = (
 class QidsInstrument(Instrument):
     domains: tuple[tuple[str, tuple[str, ...]], ...] = DOMAINS
 
+    @property
+    def either_or_groups(self) -> tuple[tuple[str, ...], ...]:
+        return EITHER_OR_PAIRS
+
     def _fill_missing(
         self, answers: Mapping[str, int], rule: MissingItemRule | None
     ) -> tuple[dict[str, Fraction], tuple[str, ...]]:
-        for first, second in EITHER_OR_PAIRS:
-            if first not in answers and second not in answers:
-                raise AnswerError(first, f"missing answer (answer item {first} or {second})")
+        # Every unanswered pair at once, so the form is fixed in one go.
+        unanswered = [
+            (first, f"missing answer (answer item {first} or {second})")
+            for first, second in EITHER_OR_PAIRS
+            if first not in answers and second not in answers
+        ]
+        if unanswered:
+            (first_id, first_message), *more = unanswered
+            raise AnswerError(first_id, first_message, more=more)
         return super()._fill_missing(answers, rule)
 
     def _domain_scores(self, answers: Mapping[str, Fraction]) -> dict[str, Fraction]:
