@@ -16,7 +16,8 @@ from ketaflow import __version__
 from ketaflow.core.access_log import install_access_log_redaction
 from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database
-from ketaflow.core.problems import install_problem_handlers
+from ketaflow.core.problems import ServerErrorProblems, install_problem_handlers
+from ketaflow.core.response_headers import NoStoreHeaders
 from ketaflow.core.settings import Settings, get_settings
 from ketaflow.core.text_input import reject_nul_characters
 from ketaflow.measures.api import router as measures_router
@@ -67,6 +68,8 @@ def create_app(
     app.state.clock = clock
     app.state.clinic = load_clinic_config(settings)
     install_problem_handlers(app)
+    app.add_middleware(ServerErrorProblems)
+    app.add_middleware(NoStoreHeaders)  # outermost of ours: the 500 problem gets it too
 
     app.include_router(security_router, prefix=API_PREFIX)
     app.include_router(patients_router, prefix=API_PREFIX)

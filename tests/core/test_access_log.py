@@ -16,6 +16,9 @@ from ketaflow.core.access_log import RedactAccessLog, redact_path
         ("/q/abcDEF123-secret", "/q/[token]"),
         ("/q/abcDEF123-secret?x=1", "/q/[token]"),
         ("/api/v1/patients/123", "/api/v1/patients/123"),
+        ("//q/abcDEF123-secret", "/q/[token]"),
+        ("/Q/abcDEF123-secret", "/q/[token]"),
+        ("/clinic/q/abcDEF123-secret", "/clinic/q/[token]"),
     ],
 )
 def test_paths_are_redacted(path, logged):

@@ -7,14 +7,19 @@ strings and masks link tokens in every access-log line."""
 from __future__ import annotations
 
 import logging
+import re
 
 QUESTIONNAIRE_PATH_PREFIX = "/q/"
+# "/q/" anywhere, any case, after any run of slashes: "//q/<token>", "/Q/<token>" and a path
+# under a mount prefix ("/clinic/q/<token>") carry a token too, even when they are a 404
+_TOKEN_SEGMENT = re.compile(r"/+q/", re.IGNORECASE)
 
 
 def redact_path(path: str) -> str:
     path = path.split("?", 1)[0]
-    if path.startswith(QUESTIONNAIRE_PATH_PREFIX):
-        return QUESTIONNAIRE_PATH_PREFIX + "[token]"
+    found = _TOKEN_SEGMENT.search(path)
+    if found:
+        return path[: found.start()] + QUESTIONNAIRE_PATH_PREFIX + "[token]"
     return path
 
 

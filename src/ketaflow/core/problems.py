@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ketaflow.core.errors import KetaflowError
 
@@ -86,3 +90,52 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             request, exc.status_code, slug, title, str(exc.detail), headers=exc.headers
         )
+
+
+log = logging.getLogger("ketaflow.errors")
+
+
+def _frames_only(exc: BaseException) -> str:
+    """Where an exception came from, without its message: a database error's message can
+    carry the statement's parameters (names, birth dates)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = " <- ".join(
+        f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames[::-1]
+    )
+    return f"{type(exc).__module__}.{type(exc).__qualname__} at {where}"
+
+
+class ServerErrorProblems:
+    """Pure ASGI middleware: an unexpected exception becomes a 500 problem+json with no detail
+    (never a plain-text page), and is logged by type and frames only, never by message, so no
+    PHI reaches the log. Installed inside Starlette's own error middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            log.error("unhandled error on %s: %s", scope.get("method"), _frames_only(exc))
+            if started:  # too late for a problem document: the client sees a cut response
+                raise
+            response = problem_response(
+                Request(scope),
+                500,
+                "internal-error",
+                "Internal server error",
+                "the server failed to handle this request",
+            )
+            await response(scope, receive, send)
