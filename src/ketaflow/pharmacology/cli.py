@@ -95,7 +95,10 @@ def simulate_command(
     json_output: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="write the median curve and 90% band (.html, self-contained)"),
+        typer.Option(
+            "--plot",
+            help="write the median curve and 90% band (.html self-contained, or .png)",
+        ),
     ] = None,
 ) -> None:
     """Simulate a planned dose in virtual patients: median and 5th-95th percentiles of Cmax,
