@@ -167,6 +167,7 @@ class CareBuilder:
                 patient_id,
                 s.ConsentIn(kind=kind, signed_on=when.date()),
                 clock=self.clock,
+                clinic_timezone=self.clinic.opening_hours.timezone,
             )
 
     def weigh(self, patient_id: str, when: datetime) -> None:
@@ -248,17 +249,17 @@ class CareBuilder:
         protocol = view.protocol
         version = view.row.version
 
-        def step(when: datetime, action, *args):
+        def step(when: datetime, action, *args, **kwargs):
             nonlocal version
             clock.at(when)
-            result = action(db, nurse, session_id, *args, clock=clock)
+            result = action(db, nurse, session_id, *args, clock=clock, **kwargs)
             version = result.row.version
             return result
 
         t = start
         if target == "scheduled":
             return t
-        step(t, treatment.check_in, s.VersionIn(version=version))
+        step(t, treatment.check_in, s.VersionIn(version=version), clinic=self.clinic)
         if target == "checked_in":
             return t
         if target == "stopped":
@@ -312,7 +313,7 @@ class CareBuilder:
                 INFUSION_MG_PER_ML if protocol.administration_minutes else INJECTION_MG_PER_ML
             )
             dose = s.StartDoseIn(version=version, concentration_mg_per_ml=strength)
-        step(dose_at, treatment.start_dose, dose)
+        step(dose_at, treatment.start_dose, dose, clinic=self.clinic)
         self.count("doses")
         last = dose_at
         if esketamine:

@@ -62,6 +62,7 @@ ENDPOINTS = {
         {"kind": "treatment", "signed_on": "2024-01-01"},
     ),
     p.COURSE_READ: ("GET", "/api/v1/patients/{pid}/courses", None),
+    p.SESSION_CLINICAL_READ: ("GET", "/api/v1/sessions/{missing}/observation-advice", None),
     p.COURSE_MANAGE: ("POST", "/api/v1/courses/{missing}/end", {"reason": "a reason"}),
     p.CHAIR_MANAGE: ("POST", "/api/v1/chairs", {"name": "perm-{missing}"}),
     p.SESSION_CHECK_IN: ("POST", "/api/v1/sessions/{missing}/check-in", {"version": 1}),
@@ -118,6 +119,10 @@ def test_least_privilege_spot_checks():
     assert not is_allowed(Role.auditor, p.PATIENT_READ)
     assert not is_allowed(Role.admin, p.PATIENT_READ)
     assert not is_allowed(Role.front_desk, p.HISTORY_READ)
+    # Booking needs the schedule, not the chart: doses, readings, adverse events.
+    for scheduling_role in (Role.front_desk, Role.manager):
+        assert is_allowed(scheduling_role, p.COURSE_READ)
+        assert not is_allowed(scheduling_role, p.SESSION_CLINICAL_READ)
     assert not is_allowed(Role.therapist, p.SCREENING_OVERRIDE)
     assert not is_allowed(Role.nurse, p.SCREENING_OVERRIDE)
     assert is_allowed(Role.prescriber, p.SCREENING_OVERRIDE)

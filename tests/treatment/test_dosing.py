@@ -122,7 +122,17 @@ def test_ideal_body_weight_when_the_clinic_turns_it_on():
         calculate_weight_based_dose(
             rule, weight_kg=Decimal(120), concentration_mg_per_ml=Decimal(10)
         )
-    assert caught.value.rule_ids == ["height_and_sex_needed"]
+    assert caught.value.rule_ids == ["height_needed"]
+    # Sex (other, unknown: None) is asked for only where the Devine formula is used.
+    lean_other = calculate_weight_based_dose(
+        rule, weight_kg=Decimal(60), concentration_mg_per_ml=Decimal(10), height_cm=Decimal(170)
+    )
+    assert lean_other.weight_basis is WeightBasis.actual and lean_other.dose_mg == Decimal(30)
+    with pytest.raises(RuleViolation) as caught:
+        calculate_weight_based_dose(
+            rule, weight_kg=Decimal(120), concentration_mg_per_ml=Decimal(10), height_cm=175
+        )
+    assert caught.value.rule_ids == ["sex_needed"]
 
 
 def test_bmi_and_devine_are_exact():

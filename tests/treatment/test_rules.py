@@ -188,6 +188,7 @@ def test_roles_are_enforced():
     with pytest.raises(RuleViolation) as caught:
         R.check_in(scheduled(IV), actor=THERAPIST, now=T0)
     assert caught.value.code == "role_not_allowed"
+    assert isinstance(caught.value, R.RoleNotAllowed) and caught.value.status == 403
     assert R.check_in(scheduled(IV), actor=FRONT_DESK, now=T0).session.state is S.checked_in
     session = checked_in(IV)
     with pytest.raises(RuleViolation, match="needs one of"):
@@ -297,7 +298,12 @@ def test_pre_dose_vitals_must_be_recorded_after_check_in():
     session = R.run_pre_dose_checks(
         checked_in(IV), IV, inputs_for(IV), actor=NURSE, now=T0 + minutes(5)
     ).session
-    assert failing(session) == {"pre_dose_vitals_recorded": R.CheckKind.block}
+    # No reading at all: BP and HR are missing, and so is the plan's whole pre-dose baseline
+    # (a hard stop: discharge compares with it).
+    assert failing(session) == {
+        "pre_dose_vitals_recorded": R.CheckKind.block,
+        "required_reading_baseline": R.CheckKind.hard_stop,
+    }
 
 
 @pytest.mark.parametrize(
@@ -438,7 +444,9 @@ def test_override_rules():
     assert caught.value.code == "already_overridden"
 
 
-def test_overrides_survive_a_re_run_and_fixing_clears():
+def test_an_override_covers_its_own_run_not_a_re_run():
+    # Was test_overrides_survive_a_re_run_and_fixing_clears, which encoded the defect: an
+    # override given for one run kept counting on every later run, whatever the new values.
     deferred = run_checks(IV, escort_confirmed=False, no_driving_confirmed=False)
     one = R.override_check(
         deferred,
@@ -447,11 +455,23 @@ def test_overrides_survive_a_re_run_and_fixing_clears():
         actor=PRESCRIBER,
         now=T0 + minutes(6),
     ).session
+    assert one.overrides[0].check_run == 1
     rerun = R.run_pre_dose_checks(
         one, IV, inputs_for(IV, escort_confirmed=False), actor=NURSE, now=T0 + minutes(8)
     ).session
-    assert rerun.state is S.cleared
-    assert len(rerun.check_runs) == 2
+    assert rerun.state is S.deferred
+    assert [r.rule_id for r in rerun.deferred_reasons] == ["escort_confirmed"]
+    assert len(rerun.check_runs) == 2 and len(rerun.overrides) == 1  # the history keeps it
+    again = R.override_check(
+        rerun,
+        rule_id="escort_confirmed",
+        reason="still stays until collected",
+        actor=PRESCRIBER,
+        now=T0 + minutes(9),
+    ).session
+    assert again.state is S.cleared
+    assert [o.check_run for o in again.overrides] == [1, 2]
+    assert R.invariant_violations(again, IV) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,6 +574,17 @@ def test_titration_is_a_prescriber_decision_within_the_maximum():
             now=DOSE_START + minutes(5),
         )
     assert caught.value.rule_ids == ["dose_above_max"]
+    # 0.1 mg/kg x 80 kg = 8 mg is the floor (Sanacora 2017, reference §2)
+    with pytest.raises(RuleViolation) as caught:
+        R.titrate_dose(
+            session,
+            IV,
+            new_dose_mg=Decimal("7.5"),
+            reason="x",
+            actor=PRESCRIBER,
+            now=DOSE_START + minutes(5),
+        )
+    assert caught.value.rule_ids == ["dose_below_min"]
     changed = R.titrate_dose(
         session,
         IV,
@@ -812,7 +843,11 @@ class SessionMachine(RuleBasedStateMachine):
         try:
             outcome = action()
         except (RuleViolation, InvalidReading) as refused:
-            assert refused.status in (409, 422)
+            # a role the rules refuse is a 403 (audited by the service), the rest 409/422
+            if isinstance(refused, R.RoleNotAllowed):
+                assert refused.status == 403 and refused.code == "role_not_allowed"
+            else:
+                assert refused.status in (409, 422)
             return None
         before = self.session
         self.session = outcome.session

@@ -73,6 +73,7 @@ def dose_for(protocol: Protocol) -> R.AdministeredDose:
     return R.AdministeredDose(
         dose_mg=Decimal(40),
         mg_per_kg=Decimal("0.5"),
+        dosing_weight_kg=Decimal(80),
         volume_ml=Decimal(4),
         max_dose_mg=Decimal(60),
         lot_number="LOT-IV",

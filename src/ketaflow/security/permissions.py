@@ -42,7 +42,11 @@ ASSESSMENT_READ = "assessment.read"
 ALERT_ACKNOWLEDGE = "alert.acknowledge"
 QUESTIONNAIRE_LINK_CREATE = "questionnaire_link.create"
 # Treatment: courses, dosing sessions, consents, therapy sessions, worklists.
+# The course list and the schedule (ids, states, times, chairs): what booking needs.
 COURSE_READ = "course.read"
+# A dosing session's clinical record (doses, readings, alarms, adverse events, checks), its
+# observation advice and a course's home doses: clinical staff only, never scheduling roles.
+SESSION_CLINICAL_READ = "session.clinical_read"
 COURSE_MANAGE = "course.manage"
 CHAIR_MANAGE = "chair.manage"
 CONSENT_RECORD = "consent.record"
@@ -65,6 +69,7 @@ _CLINICAL_READ = frozenset(
         SCREENING_READ,
         ASSESSMENT_READ,
         COURSE_READ,
+        SESSION_CLINICAL_READ,
         THERAPY_READ,
         WORKLIST_READ,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,7 +10,8 @@ from fastapi.encoders import jsonable_encoder
 
 from ketaflow.core.clock import Clock
 from ketaflow.measures import service as measures
-from ketaflow.security.dependencies import ActorDep, ClockDep, DbDep
+from ketaflow.security.dependencies import ActorDep, ClockDep, DbDep, SettingsDep
+from ketaflow.security.permissions import Actor
 from ketaflow.treatment import schemas as s
 from ketaflow.treatment import service, worklist
 from ketaflow.treatment.clinic import ClinicConfig
@@ -32,7 +33,17 @@ SAFETY_LOOKBACK = timedelta(days=14)
 
 
 def _out(view: service.SessionView, clock: Clock) -> s.SessionOut:
+    """The whole session, for actions only clinical staff may take."""
     return view.out(clock())
+
+
+# What the scheduling roles may also call (read, reschedule, cancel, check in): the whole
+# session for clinical readers, the booking only for front desk and managers.
+SessionOrBooking = s.SessionOut | s.SessionScheduleOut
+
+
+def _shown(view: service.SessionView, actor: Actor, clock: Clock) -> SessionOrBooking:
+    return view.shown_to(actor, clock())
 
 
 @router.post("/chairs", response_model=s.ChairOut, status_code=201)
@@ -48,9 +59,16 @@ def list_chairs(actor: ActorDep, db: DbDep) -> list[s.ChairOut]:
 
 @router.post("/patients/{patient_id}/consents", status_code=201)
 def record_consent(
-    patient_id: str, body: s.ConsentIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    patient_id: str,
+    body: s.ConsentIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
 ) -> dict:
-    consent = service.record_consent(db, actor, patient_id, body, clock=clock)
+    consent = service.record_consent(
+        db, actor, patient_id, body, clock=clock, clinic_timezone=settings.clinic_timezone
+    )
     return {"id": consent.id, "kind": consent.kind, "signed_on": consent.signed_on}
 
 
@@ -64,17 +82,20 @@ def start_course(
     clinic: ClinicDep,
 ) -> s.CourseOut:
     """Start a course on a valid screening; the induction series is booked into free chairs."""
+    s.check_booking_horizon(body.start_on, clock(), "start_on")
     return service.start_course(db, actor, clinic, patient_id, body, clock=clock).out()
 
 
-@router.get("/patients/{patient_id}/courses", response_model=list[s.CourseOut])
-def list_courses(patient_id: str, actor: ActorDep, db: DbDep) -> list[s.CourseOut]:
-    return [v.out() for v in service.list_courses(db, actor, patient_id)]
+@router.get("/patients/{patient_id}/courses", response_model=list[s.CourseOrBooking])
+def list_courses(patient_id: str, actor: ActorDep, db: DbDep) -> list[s.CourseOrBooking]:
+    """Whole courses for clinical staff; for front desk and managers, the booking view."""
+    return [v.shown_to(actor) for v in service.list_courses(db, actor, patient_id)]
 
 
-@router.get("/courses/{course_id}", response_model=s.CourseOut)
-def get_course(course_id: str, actor: ActorDep, db: DbDep) -> s.CourseOut:
-    return service.get_course(db, actor, course_id).out()
+@router.get("/courses/{course_id}", response_model=s.CourseOrBooking)
+def get_course(course_id: str, actor: ActorDep, db: DbDep) -> s.CourseOrBooking:
+    """The whole course for clinical staff; for front desk and managers, the booking view."""
+    return service.get_course(db, actor, course_id).shown_to(actor)
 
 
 @router.post("/courses/{course_id}/boosters", response_model=s.CourseOut, status_code=201)
@@ -86,6 +107,8 @@ def add_booster(
     clock: ClockDep,
     clinic: ClinicDep,
 ) -> s.CourseOut:
+    if body.earliest is not None:
+        s.check_booking_horizon(body.earliest, clock(), "earliest")
     return service.add_booster(db, actor, clinic, course_id, body, clock=clock).out()
 
 
@@ -135,12 +158,13 @@ def free_slots(
     clock: ClockDep,
     clinic: ClinicDep,
     protocol_id: ProtocolId,
-    after: datetime | None = None,
+    after: s.QueryTime | None = None,
     count: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> list[s.SlotOut]:
     start = after or clock()
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
+    s.check_booking_horizon(start, clock(), "after")
     slots = service.free_slots(db, actor, clinic, protocol_id, start, count)
     return [s.SlotOut(chair_id=x.chair_id, start=x.start, end=x.end) for x in slots]
 
@@ -153,9 +177,11 @@ def worklist_today(actor: ActorDep, db: DbDep, clock: ClockDep, clinic: ClinicDe
     return jsonable_encoder(worklist.today(db, actor, clinic, clock=clock))
 
 
-@router.get("/sessions/{session_id}", response_model=s.SessionOut)
-def get_session(session_id: str, actor: ActorDep, db: DbDep, clock: ClockDep) -> s.SessionOut:
-    return _out(service.get_session(db, actor, session_id), clock)
+@router.get("/sessions/{session_id}", response_model=SessionOrBooking)
+def get_session(session_id: str, actor: ActorDep, db: DbDep, clock: ClockDep) -> SessionOrBooking:
+    """The whole session for clinical staff; the booking only (ids, state, time, chair,
+    version) for front desk and clinic managers."""
+    return _shown(service.get_session(db, actor, session_id), actor, clock)
 
 
 @router.get("/sessions/{session_id}/observation-advice")
@@ -165,7 +191,7 @@ def observation_advice(session_id: str, actor: ActorDep, db: DbDep) -> dict:
     return jsonable_encoder(service.observation_advice(db, actor, session_id))
 
 
-@router.post("/sessions/{session_id}/reschedule", response_model=s.SessionOut)
+@router.post("/sessions/{session_id}/reschedule", response_model=SessionOrBooking)
 def reschedule(
     session_id: str,
     body: s.RescheduleIn,
@@ -173,22 +199,32 @@ def reschedule(
     db: DbDep,
     clock: ClockDep,
     clinic: ClinicDep,
-) -> s.SessionOut:
-    return _out(service.reschedule_session(db, actor, clinic, session_id, body, clock=clock), clock)
+) -> SessionOrBooking:
+    s.check_booking_horizon(body.scheduled_start, clock(), "scheduled_start")
+    return _shown(
+        service.reschedule_session(db, actor, clinic, session_id, body, clock=clock), actor, clock
+    )
 
 
-@router.post("/sessions/{session_id}/cancel", response_model=s.SessionOut)
+@router.post("/sessions/{session_id}/cancel", response_model=SessionOrBooking)
 def cancel(
     session_id: str, body: s.CancelIn, actor: ActorDep, db: DbDep, clock: ClockDep
-) -> s.SessionOut:
-    return _out(service.cancel_session(db, actor, session_id, body, clock=clock), clock)
+) -> SessionOrBooking:
+    return _shown(service.cancel_session(db, actor, session_id, body, clock=clock), actor, clock)
 
 
-@router.post("/sessions/{session_id}/check-in", response_model=s.SessionOut)
+@router.post("/sessions/{session_id}/check-in", response_model=SessionOrBooking)
 def check_in(
-    session_id: str, body: s.VersionIn, actor: ActorDep, db: DbDep, clock: ClockDep
-) -> s.SessionOut:
-    return _out(service.check_in(db, actor, session_id, body, clock=clock), clock)
+    session_id: str,
+    body: s.VersionIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
+) -> SessionOrBooking:
+    return _shown(
+        service.check_in(db, actor, session_id, body, clock=clock, clinic=clinic), actor, clock
+    )
 
 
 @router.post("/sessions/{session_id}/pre-dose-checks", response_model=s.SessionOut)
@@ -234,9 +270,14 @@ def dose_calculation(
 
 @router.post("/sessions/{session_id}/dose/start", response_model=s.SessionOut)
 def start_dose(
-    session_id: str, body: s.StartDoseIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.StartDoseIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
-    return _out(service.start_dose(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.start_dose(db, actor, session_id, body, clock=clock, clinic=clinic), clock)
 
 
 @router.post("/sessions/{session_id}/devices", response_model=s.SessionOut)

@@ -137,7 +137,8 @@ def calculate_weight_based_dose(
 
     `mg_per_kg` defaults to the protocol's; outside [min, max] it is refused. With
     `use_ideal_body_weight_when_obese`, a BMI above the threshold doses on Devine ideal body
-    weight (when lower than the actual weight); height and sex are then required.
+    weight (when lower than the actual weight); the height is then required, and the sex (female
+    or male, for the Devine formula) only when the BMI is over the threshold.
     Raises `RuleViolation("dose_not_allowed", ...)` with every problem.
     """
     weight_kg = Decimal(weight_kg)
@@ -161,17 +162,30 @@ def calculate_weight_based_dose(
     dosing_weight = weight_kg
     basis = WeightBasis.actual
     if rule.use_ideal_body_weight_when_obese and not problems:
-        if height_cm is None or sex is None:
+        # Height gives the BMI; sex is asked for only when the BMI is over the threshold, where
+        # the (sex-specific) Devine ideal body weight is needed.
+        patient_bmi = None if height_cm is None else bmi(weight_kg, Decimal(height_cm))
+        if patient_bmi is None:
             problems.append(
                 Reason(
-                    "height_and_sex_needed",
-                    "the clinic doses obese patients on ideal body weight: record height and sex",
+                    "height_needed",
+                    "the clinic doses obese patients on ideal body weight: record the height",
                     _SOURCE_IBW,
                 )
             )
-        else:
-            patient_bmi = bmi(weight_kg, Decimal(height_cm))
-            if patient_bmi > rule.obesity_bmi_threshold:
+        elif patient_bmi > rule.obesity_bmi_threshold:
+            if sex is None:
+                problems.append(
+                    Reason(
+                        "sex_needed",
+                        f"BMI {patient_bmi.quantize(Decimal('0.1'))} > "
+                        f"{rule.obesity_bmi_threshold}: the clinic doses on ideal body weight, "
+                        "whose formula needs sex (female or male)",
+                        _SOURCE_IBW,
+                    )
+                )
+            else:
+                assert height_cm is not None
                 ideal = devine_ideal_body_weight_kg(Decimal(height_cm), sex)
                 if Decimal(0) < ideal < weight_kg:
                     dosing_weight = ideal.quantize(Decimal("0.1"))

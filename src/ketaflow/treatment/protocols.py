@@ -454,11 +454,52 @@ class Protocol(_Value):
         return self
 
 
+# Label section 2 (reference §1, H): 56 mg = 2 devices, 84 mg = 3.
+_LABEL_DOSES_MG = frozenset({56, 84})
+# BP about 40 minutes after the first device: label sections 2 and 5; REMS monitoring form
+# (reference §1, H/M). The shipped plan's window (±10 min) is the loosest a clinic may set.
+_BP_RECHECK_MIN = 40
+_BP_RECHECK_MAX_WINDOW_MIN = 10
+
+
+def _has_40_minute_bp_recheck(plan: MonitoringPlan) -> bool:
+    """A planned BP reading, required for discharge, due about 40 min after the dose start."""
+    for point in plan.points:
+        if (
+            point.anchor is not Anchor.dose_start
+            or not point.measures >= BP
+            or not point.required_for_discharge
+            or point.window_min > _BP_RECHECK_MAX_WINDOW_MIN
+        ):
+            continue
+        if abs(point.offset_min - _BP_RECHECK_MIN) <= point.window_min:
+            return True
+        # A series repeating until discharge also covers 40 minutes if one reading falls there.
+        if point.repeat_every_min and point.repeat_until is Anchor.pre_discharge:
+            due = point.offset_min
+            while due <= _BP_RECHECK_MIN + point.window_min:
+                if abs(due - _BP_RECHECK_MIN) <= point.window_min:
+                    return True
+                due += point.repeat_every_min
+    return False
+
+
 def _esketamine_label_floors(protocol: Protocol) -> None:
     """Label and REMS facts a clinic may tighten but never loosen (reference §1, H)."""
     problems: list[str] = []
-    if not isinstance(protocol.dose_rule, DeviceDose) or protocol.dose_rule.device_mg != 28:
+    rule = protocol.dose_rule
+    if not isinstance(rule, DeviceDose) or rule.device_mg != 28:
         problems.append("esketamine is dosed in whole 28 mg devices (label section 11)")
+    else:
+        if not rule.allowed_doses_mg or not set(rule.allowed_doses_mg) <= _LABEL_DOSES_MG:
+            problems.append("esketamine doses are 56 or 84 mg (label section 2)")
+        if protocol.id is ProtocolId.intranasal_esketamine_trd and rule.first_dose_mg != 56:
+            problems.append("treatment-resistant depression starts at 56 mg (label section 2)")
+    if not _has_40_minute_bp_recheck(protocol.monitoring):
+        problems.append(
+            "esketamine BP is rechecked about 40 minutes after the first device, required for "
+            "discharge (label sections 2 and 5; REMS monitoring form)"
+        )
     if protocol.discharge.min_observation_min < 120:
         problems.append("esketamine observation is at least 120 minutes (boxed warning)")
     if protocol.discharge.observation_anchor is not Anchor.dose_start:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -50,6 +50,7 @@ from ketaflow.treatment.monitoring import (
     validate_reading,
 )
 from ketaflow.treatment.protocols import (
+    Anchor,
     DeviceDose,
     Drug,
     Measure,
@@ -78,6 +79,7 @@ __all__ = [
     "Override",
     "PreDoseInputs",
     "Role",
+    "RoleNotAllowed",
     "SessionEvent",
     "SessionState",
     "SessionStatus",
@@ -217,13 +219,25 @@ class CheckRun(_Value):
     at: datetime
     by: str
     results: tuple[CheckResult, ...]
+    # The patient's latest dose (clinic or home) the run saw: dose start re-checks the spacing
+    # against any dose given since.
+    last_dose_at: datetime | None = None
 
 
 class Override(_Value):
+    """A prescriber's override of one failed check. It covers the check run it was given for
+    (and so the value that failed then); re-running the checks leaves it in the history but
+    no longer counts it."""
+
     rule_id: str
     reason: str
     by: str
     at: datetime
+    # 1-based number of the check run overridden; None only in sessions stored before runs
+    # were numbered (attributed to the latest run at or before `at`).
+    check_run: int | None = None
+    # The failed result's message as overridden (e.g. "BP 184/96 is above ...").
+    overridden_result: str | None = None
 
 
 class ConcomitantClass(StrEnum):
@@ -341,6 +355,8 @@ class PreDoseInputs(_Value):
     weight_recorded_on: date | None = None
     # The last dose of ketamine or esketamine the patient had (clinic or home), if any.
     last_dose_at: datetime | None = None
+    # That last dose was one taken at home (shown in the spacing check's message).
+    last_dose_at_home: bool = False
     escort_confirmed: bool
     no_driving_confirmed: bool
     # From the latest assessments, if any exist.
@@ -396,7 +412,9 @@ class DosingSession(_Value):
 
     @property
     def overridden_rule_ids(self) -> frozenset[str]:
-        return frozenset(o.rule_id for o in self.overrides)
+        """The checks overridden for the latest check run: an override covers the run (and
+        the values) it was given for, never a later run."""
+        return _overridden_in_run(self.check_runs, self.overrides, len(self.check_runs))
 
     @property
     def infusion_paused(self) -> bool:
@@ -434,6 +452,22 @@ def _refuse(code: str, session: DosingSession, *reasons: Reason) -> RuleViolatio
     return RuleViolation(code, list(reasons), state=session.state.value)
 
 
+def _override_run(override: Override, runs: Sequence[CheckRun]) -> int:
+    """The number (1-based) of the check run an override was given for."""
+    if override.check_run is not None:
+        return override.check_run
+    # Stored before runs were numbered: the latest run at or before the override.
+    return sum(1 for run in runs if run.at <= override.at)
+
+
+def _overridden_in_run(
+    runs: Sequence[CheckRun], overrides: Iterable[Override], run_number: int
+) -> frozenset[str]:
+    if run_number < 1:
+        return frozenset()
+    return frozenset(o.rule_id for o in overrides if _override_run(o, runs) == run_number)
+
+
 def _require_state(session: DosingSession, action: str, allowed: Iterable[SessionState]) -> None:
     allowed_set = frozenset(allowed)
     if session.state not in allowed_set:
@@ -450,18 +484,29 @@ def _require_state(session: DosingSession, action: str, allowed: Iterable[Sessio
         )
 
 
+class RoleNotAllowed(RuleViolation):
+    """The actor's role may not take this action (or not in this state, e.g. a nurse stopping
+    a dosed session): a refusal of permission, so 403, not a 409. Code ``role_not_allowed``;
+    the service audits it as a refused attempt in a transaction of its own."""
+
+    def __init__(self, reason: Reason, *, state: str) -> None:
+        super().__init__("role_not_allowed", [reason], state=state)
+        self.status = 403
+        self.slug = "forbidden"
+        self.title = "Not permitted"
+
+
 def _require_role(session: DosingSession, actor: Actor, action: str, roles: Iterable[Role]) -> None:
     role_set = frozenset(roles)
     if actor.role not in role_set:
         names = ", ".join(sorted(r.value for r in role_set))
-        raise _refuse(
-            "role_not_allowed",
-            session,
+        raise RoleNotAllowed(
             Reason(
                 f"{action}_role",
                 f"{action.replace('_', ' ')} needs one of: {names} (not {actor.role.value})",
                 _SRC_MACHINE,
             ),
+            state=session.state.value,
         )
 
 
@@ -614,10 +659,29 @@ def mark_missed(session: DosingSession, *, now: datetime, grace_minutes: int = 6
     )
 
 
-def check_in(session: DosingSession, *, actor: Actor, now: datetime) -> Outcome:
+def check_in(
+    session: DosingSession, *, actor: Actor, now: datetime, clinic_timezone: str = "UTC"
+) -> Outcome:
+    """Check the patient in, on the session's scheduled date at the clinic only: a patient
+    who comes on another day is rescheduled to it first (the booking keeps the spacing
+    between doses and the chair free; an early check-in would bypass both)."""
     _require_state(session, "check_in", {SessionState.scheduled})
     _require_role(session, actor, "check_in", (Role.front_desk, *_CLINICAL))
     _require_time_order(session, now)
+    zone = ZoneInfo(clinic_timezone)
+    planned_on = session.scheduled_start.astimezone(zone).date()
+    today = now.astimezone(zone).date()
+    if today != planned_on:
+        raise _refuse(
+            "not_scheduled_today",
+            session,
+            Reason(
+                "check_in_date",
+                f"the session is scheduled for {planned_on.isoformat()}, not today "
+                f"({today.isoformat()}): reschedule it to today before checking in",
+                "booked schedule (issue 3 §2)",
+            ),
+        )
     return _move(
         session,
         to=SessionState.checked_in,
@@ -738,7 +802,7 @@ def evaluate_pre_dose_checks(
                 "dose_spacing",
                 ok,
                 CheckKind.block,
-                f"last dose {days} day(s) ago"
+                f"last dose{' (at home)' if inputs.last_dose_at_home else ''} {days} day(s) ago"
                 + (
                     "" if ok else f"; the protocol needs at least {protocol.min_days_between_doses}"
                 ),
@@ -808,6 +872,39 @@ def evaluate_pre_dose_checks(
     return tuple(results)
 
 
+def _required_pre_dose_readings(
+    session: DosingSession, protocol: Protocol, now: datetime
+) -> list[CheckResult]:
+    """Each pre-dose reading the protocol's plan requires for discharge (esketamine: BP, HR,
+    SpO2, MOAA/S and CADSS-6 before dosing, label sections 2 and 5 and the REMS form,
+    reference §1) must be in before the dose. A hard stop: discharge compares with these
+    readings and cannot pass without them, and a reading dated before the dose cannot be added
+    once it has started, so an override would strand the patient in monitoring."""
+    results: list[CheckResult] = []
+    since = session.checked_in_at
+    for point in protocol.monitoring.points:
+        if point.anchor is not Anchor.pre_dose or not point.required_for_discharge:
+            continue
+        missing = sorted(
+            m.value
+            for m in point.measures
+            if latest_reading_with(session.readings, m, not_before=since, not_after=now) is None
+        )
+        results.append(
+            _result(
+                f"required_reading_{point.id}",
+                not missing,
+                CheckKind.hard_stop,
+                f"{point.label}: recorded"
+                if not missing
+                else f"{point.label}: record {', '.join(missing)} before dosing "
+                "(discharge needs this reading)",
+                "protocol monitoring plan",
+            )
+        )
+    return results
+
+
 def _vitals_checks(session: DosingSession, protocol: Protocol, now: datetime) -> list[CheckResult]:
     results: list[CheckResult] = []
     since = session.checked_in_at
@@ -823,6 +920,7 @@ def _vitals_checks(session: DosingSession, protocol: Protocol, now: datetime) ->
                 "protocol monitoring plan",
             )
         )
+    results.extend(_required_pre_dose_readings(session, protocol, now))
     limits = protocol.pre_dose_limits
     if limits is None:
         return results
@@ -979,13 +1077,15 @@ def run_pre_dose_checks(
 ) -> Outcome:
     """Run every pre-dose check: `cleared` when none blocks (or each is overridden), otherwise
     `deferred` with the failing checks as `deferred_reasons`. May be re-run from `deferred`
-    (after fixing what failed); overrides already recorded still count."""
+    (after fixing what failed). A re-run is a new run on the values as they are now:
+    overrides given for an earlier run stay in the history but do not carry over (a BP
+    overridden at 184/96 is not overridden at 228/128); what still fails needs a new one."""
     _require_state(session, "run_pre_dose_checks", {SessionState.checked_in, SessionState.deferred})
     _require_role(session, actor, "run_pre_dose_checks", _CLINICAL)
     _require_time_order(session, now)
     results = evaluate_pre_dose_checks(session, protocol, inputs, now=now)
-    run = CheckRun(at=now, by=actor.user_id, results=results)
-    unresolved = _unresolved(results, session.overridden_rule_ids)
+    run = CheckRun(at=now, by=actor.user_id, results=results, last_dose_at=inputs.last_dose_at)
+    unresolved = _unresolved(results, frozenset())  # a new run: nothing is overridden yet
     changes: dict[str, object] = {
         "check_runs": (*session.check_runs, run),
         "concomitant_medications": inputs.concomitant_medications,
@@ -1053,11 +1153,19 @@ def override_check(
             session,
             Reason("override_target", f"{rule_id!r} is already overridden"),
         )
+    run_number = len(session.check_runs)
     overrides = (
         *session.overrides,
-        Override(rule_id=rule_id, reason=text, by=actor.user_id, at=now),
+        Override(
+            rule_id=rule_id,
+            reason=text,
+            by=actor.user_id,
+            at=now,
+            check_run=run_number,
+            overridden_result=result.message,
+        ),
     )
-    overridden = frozenset(o.rule_id for o in overrides)
+    overridden = _overridden_in_run(session.check_runs, overrides, run_number)
     assert run is not None
     unresolved = _unresolved(run.results, overridden)
     to = SessionState.deferred if unresolved else SessionState.cleared
@@ -1078,6 +1186,35 @@ def override_check(
 # Dosing
 
 
+def _require_spacing_at_dose(
+    session: DosingSession,
+    protocol: Protocol,
+    last_dose_at: datetime | None,
+    now: datetime,
+    clinic_timezone: str,
+) -> None:
+    if last_dose_at is None:
+        return
+    days = clinic_days_between(last_dose_at, now, ZoneInfo(clinic_timezone))
+    if days >= protocol.min_days_between_doses:
+        return
+    run = session.last_check_run
+    seen = run.last_dose_at if run is not None else None
+    if "dose_spacing" in session.overridden_rule_ids and seen is not None and seen >= last_dose_at:
+        return  # the prescriber overrode the spacing knowing this very dose
+    raise _refuse(
+        "dose_spacing",
+        session,
+        Reason(
+            "dose_spacing",
+            f"the patient was given a dose at {last_dose_at.isoformat()} ({days} day(s) ago); "
+            f"{protocol.name} needs at least {protocol.min_days_between_doses} day(s) between "
+            "doses: stop this session and reschedule it",
+            _SRC_SPACING,
+        ),
+    )
+
+
 def start_dose(
     session: DosingSession,
     protocol: Protocol,
@@ -1086,15 +1223,22 @@ def start_dose(
     actor: Actor,
     now: datetime,
     prior_doses_mg: Sequence[int] = (),
+    last_dose_at: datetime | None = None,
+    clinic_timezone: str = "UTC",
 ) -> Outcome:
     """Start the dose. For esketamine this is the first device, given at `now` (the
     observation clock starts here); the lot number and the device count are required, and
     `prior_doses_mg` (the patient's earlier esketamine doses) enforces the label's 56 mg start:
-    left empty, the session counts as a first dose, so 84 mg is refused (fail-safe)."""
+    left empty, the session counts as a first dose, so 84 mg is refused (fail-safe).
+
+    `last_dose_at` is the patient's latest dose now (clinic or home): the spacing between
+    doses is checked again here, since another session may have been dosed after this one was
+    cleared. A spacing a prescriber overrode holds only for the dose that run saw."""
     _require_protocol(session, protocol)
     _require_state(session, "start_dose", {SessionState.cleared})
     _require_role(session, actor, "start_dose", _CLINICAL)
     _require_time_order(session, now)
+    _require_spacing_at_dose(session, protocol, last_dose_at, now, clinic_timezone)
     problems: list[Reason] = []
     rule = protocol.dose_rule
     devices: tuple[DeviceAdministration, ...] = ()
@@ -1370,12 +1514,36 @@ def titrate_dose(
             session,
             Reason("titration_max_unknown", "the dose order has no maximum to titrate within"),
         )
-    if not Decimal(0) < new_dose <= maximum:
+    if new_dose > maximum:
         raise _refuse(
             "dose_not_allowed",
             session,
             Reason(
-                "dose_above_max", f"{new_dose} mg is outside 0-{maximum} mg", "protocol dose rule"
+                "dose_above_max",
+                f"{new_dose} mg is above the maximum {maximum} mg",
+                "protocol dose rule",
+            ),
+        )
+    # The floor is the protocol's minimum mg/kg x the dosing weight of the order (0.1 mg/kg
+    # for IV: Sanacora 2017, reference §2), down to the dose step as the calculation rounds.
+    weight = session.dose.dosing_weight_kg
+    if weight is None:
+        raise _refuse(
+            "dose_not_allowed",
+            session,
+            Reason("titration_min_unknown", "the dose order has no dosing weight for a minimum"),
+        )
+    step = rule.rounding_step_mg
+    minimum = (rule.min_mg_per_kg * weight / step).quantize(Decimal(1), ROUND_DOWN) * step
+    if new_dose < minimum:
+        raise _refuse(
+            "dose_not_allowed",
+            session,
+            Reason(
+                "dose_below_min",
+                f"{new_dose} mg is below the minimum {minimum} mg "
+                f"({rule.min_mg_per_kg} mg/kg x {weight} kg)",
+                "protocol dose rule",
             ),
         )
     titration = Titration(
@@ -1427,6 +1595,21 @@ def record_reading(
     assert session.checked_in_at is not None
     if reading.taken_at < session.checked_in_at:
         problems.append(Reason("reading_before_check_in", "a reading cannot predate the check-in"))
+    started = session.dose_started_at
+    if started is not None and reading.taken_at < started:
+        # Pre-dose readings are the baseline discharge compares with, and what the pre-dose
+        # checks cleared on; one dated before the dose but entered after it could replace
+        # them. Only the correction of a voided pre-dose reading (audited, the original kept)
+        # may carry such a time.
+        corrected = next((r for r in session.readings if r.id == reading.corrects_reading_id), None)
+        if corrected is None or not corrected.voided or corrected.taken_at >= started:
+            problems.append(
+                Reason(
+                    "reading_before_dose_start",
+                    f"taken_at {reading.taken_at.isoformat()} is before the dose started "
+                    f"({started.isoformat()}): pre-dose readings are entered before the dose",
+                )
+            )
     if any(r.id == reading.id for r in session.readings):
         problems.append(Reason("reading_id_taken", f"reading {reading.id} already exists"))
     if reading.corrects_reading_id is not None:
@@ -1597,8 +1780,16 @@ def update_adverse_event(
                 session,
                 Reason("adverse_event_resolved_at", "resolution must be between onset and now"),
             )
+        detail = f"{event_id}: {outcome.value} at {resolved_at.isoformat()}"
     else:
         resolved_at = None
+        detail = f"{event_id}: {outcome.value}"
+        if current.resolved_at is not None:
+            # Reopened: the event is open again, and the session's history keeps when (and
+            # how) it had been closed, so the earlier resolution is never lost.
+            detail += (
+                f" (reopened; was {current.outcome.value} at {current.resolved_at.isoformat()})"
+            )
     actions = (*current.actions, *(a for a in add_actions if a not in current.actions))
     updated = current.model_copy(
         update={"outcome": outcome, "resolved_at": resolved_at, "actions": actions}
@@ -1610,7 +1801,7 @@ def update_adverse_event(
         action="update_adverse_event",
         actor=actor,
         now=now,
-        detail=f"{event_id}: {outcome.value}",
+        detail=detail,
         adverse_events=events,
     )
 

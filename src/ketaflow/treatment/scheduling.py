@@ -42,6 +42,7 @@ __all__ = [
     "propose_booster",
     "propose_induction",
     "propose_maintenance",
+    "spacing_conflicts",
 ]
 
 _SRC_SCHEDULE = "protocol schedule (issue 3 §2)"
@@ -130,6 +131,22 @@ def chair_conflicts(bookings: Iterable[Booking], candidate: Booking) -> list[Boo
     ]
 
 
+def spacing_conflicts(
+    protocol: Protocol,
+    day: date,
+    patient_sessions: Iterable[datetime],
+    hours: OpeningHours,
+) -> list[datetime]:
+    """The patient's own sessions (planned, in progress or dosed) closer to the local date
+    `day` than the protocol's minimum spacing between doses, either side: a patient is never
+    booked for two doses inside it (one chair each is not the point; one patient is)."""
+    return [
+        t
+        for t in patient_sessions
+        if abs((hours.local_date(t) - day).days) < protocol.min_days_between_doses
+    ]
+
+
 def find_slot_on_day(
     day: date,
     *,
@@ -206,13 +223,18 @@ def next_free_slots(
     return found
 
 
-def _no_slot(what: str, horizon_days: int) -> RuleViolation:
+def _no_slot(what: str, horizon_days: int, spacing_days: int = 0) -> RuleViolation:
+    spaced = (
+        f" ({spacing_days} day(s) passed over: too close to the patient's other sessions)"
+        if spacing_days
+        else ""
+    )
     return RuleViolation(
         "no_free_slot",
         [
             Reason(
                 "no_free_slot",
-                f"no free chair for {what} within {horizon_days} days",
+                f"no free chair for {what} within {horizon_days} days{spaced}",
                 _SRC_SCHEDULE,
             )
         ],
@@ -228,13 +250,16 @@ def propose_induction(
     bookings: Sequence[Booking],
     preferred_time: time | None = None,
     last_dose_at: datetime | None = None,
+    not_before: datetime | None = None,
     step_minutes: int = 15,
     horizon_days: int = 180,
 ) -> list[ProposedSession]:
     """The induction series from `start_on` (a local date), phase by phase. `last_dose_at`
     (a previous dose, e.g. when a course restarts) pushes the first session past the minimum
-    spacing. Raises `RuleViolation("no_free_slot")` if a session cannot be placed within
-    `horizon_days`. Returns [] for a protocol without an induction series."""
+    spacing; no session starts before `not_before` (now: a course started in the afternoon
+    never books the morning that has passed). Raises `RuleViolation("no_free_slot")` if a
+    session cannot be placed within `horizon_days`. Returns [] for a protocol without an
+    induction series."""
     proposals: list[ProposedSession] = []
     taken = list(bookings)
     limit = start_on + timedelta(days=horizon_days)
@@ -264,6 +289,7 @@ def propose_induction(
                 hours=hours,
                 chairs=chairs,
                 bookings=taken,
+                not_before=not_before,
                 preferred_time=preferred_time,
                 step_minutes=step_minutes,
             )
@@ -301,10 +327,16 @@ def _place_from(
     step_minutes: int,
     horizon_days: int,
     what: str,
+    patient_sessions: Sequence[datetime] = (),
 ) -> Slot:
+    too_close = 0
     for offset in range(horizon_days + 1):
+        candidate = day + timedelta(days=offset)
+        if spacing_conflicts(protocol, candidate, patient_sessions, hours):
+            too_close += 1  # the patient has another session too close to this day
+            continue
         slot = find_slot_on_day(
-            day + timedelta(days=offset),
+            candidate,
             duration_minutes=protocol.chair_minutes,
             hours=hours,
             chairs=chairs,
@@ -315,7 +347,7 @@ def _place_from(
         )
         if slot is not None:
             return slot
-    raise _no_slot(what, horizon_days)
+    raise _no_slot(what, horizon_days, too_close)
 
 
 def propose_booster(
@@ -329,9 +361,11 @@ def propose_booster(
     preferred_time: time | None = None,
     step_minutes: int = 15,
     horizon_days: int = 60,
+    patient_sessions: Sequence[datetime] = (),
 ) -> ProposedSession:
     """The first free slot for a booster, no earlier than `earliest` and never inside the
-    protocol's minimum spacing after the last dose."""
+    protocol's minimum spacing after the last dose or around the patient's other sessions
+    (`patient_sessions`: their planned and given sessions' starts)."""
     first_day = hours.local_date(last_dose_at) + timedelta(days=protocol.min_days_between_doses)
     not_before = earliest
     if earliest is not None:
@@ -347,6 +381,7 @@ def propose_booster(
         step_minutes=step_minutes,
         horizon_days=horizon_days,
         what="a booster",
+        patient_sessions=patient_sessions,
     )
     return ProposedSession(
         sequence=1, phase="booster", chair_id=slot.chair_id, start=slot.start, end=slot.end
@@ -365,10 +400,14 @@ def propose_maintenance(
     preferred_time: time | None = None,
     step_minutes: int = 15,
     horizon_days: int = 30,
+    not_before: datetime | None = None,
+    patient_sessions: Sequence[datetime] = (),
 ) -> list[ProposedSession]:
     """`count` maintenance sessions every `interval_days` (one of the protocol's
-    maintenance intervals; its first by default). A session whose day is full or closed moves
-    to the next free day, and the following ones keep the interval from it."""
+    maintenance intervals; its first by default). A session whose day is full or closed, or
+    inside the minimum spacing around another of the patient's sessions (`patient_sessions`),
+    moves to the next free day, and the following ones keep the interval from it. No session
+    starts before `not_before` (now)."""
     options = protocol.schedule.maintenance_interval_days
     interval = options[0] if interval_days is None else interval_days
     if interval not in options:
@@ -396,11 +435,12 @@ def propose_maintenance(
             hours=hours,
             chairs=chairs,
             bookings=taken,
-            not_before=None,
+            not_before=not_before,
             preferred_time=preferred_time,
             step_minutes=step_minutes,
             horizon_days=horizon_days,
             what=f"maintenance session {n}",
+            patient_sessions=patient_sessions,
         )
         proposals.append(
             ProposedSession(

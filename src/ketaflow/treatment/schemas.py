@@ -5,13 +5,21 @@ at once cannot both succeed (the second gets 409)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
+from ketaflow.core.errors import InvalidInput
 from ketaflow.pharmacology.doses import DOSE_MAX_MG, DOSE_MIN_MG
 from ketaflow.treatment.monitoring import (
     AdverseEventAction,
@@ -65,6 +73,46 @@ DoseMg = Annotated[
 MgPerKg = Annotated[Decimal, Field(gt=0, le=5, decimal_places=3), AfterValidator(_plain)]
 
 
+# Every date and time a treatment request carries lies in this range: outside it the value is a
+# typing slip (year 9999, year 1), and the schedule's date arithmetic would overflow (a 500).
+EARLIEST_PLAUSIBLE = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_PLAUSIBLE = datetime(2200, 1, 1, tzinfo=UTC)
+# A booking (course start, reschedule, booster, free-slot search) at most this far ahead.
+BOOKING_HORIZON = timedelta(days=2 * 366)
+
+
+def _plausible_time(value: datetime) -> datetime:
+    # Aware values compare without converting (no overflow at 0001-01-01+14:00); a naive
+    # value (only the free-slot query accepts one) is read as UTC, as the endpoint does.
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if not EARLIEST_PLAUSIBLE <= aware < LATEST_PLAUSIBLE:
+        raise ValueError("must be between 1900-01-01 and 2200-01-01")
+    return value
+
+
+def _plausible_date(value: date) -> date:
+    if not EARLIEST_PLAUSIBLE.date() <= value < LATEST_PLAUSIBLE.date():
+        raise ValueError("must be between 1900-01-01 and 2200-01-01")
+    return value
+
+
+# A time with its UTC offset (a naive one is ambiguous: 422 naming the field), in range.
+TreatmentTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+# The free-slot query keeps accepting a naive time (read as UTC), still in range.
+QueryTime = Annotated[datetime, AfterValidator(_plausible_time)]
+TreatmentDate = Annotated[date, AfterValidator(_plausible_date)]
+
+
+def check_booking_horizon(value: datetime | date, now: datetime, field_name: str) -> None:
+    """A booking more than BOOKING_HORIZON ahead is a typing slip: 422 naming the field."""
+    limit = now + BOOKING_HORIZON
+    late = value > limit if isinstance(value, datetime) else value > limit.date()
+    if late:
+        raise InvalidInput(
+            f"{field_name} is more than {BOOKING_HORIZON.days} days ahead", field_name=field_name
+        )
+
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,7 +135,7 @@ class ChairOut(BaseModel):
 
 class ConsentIn(_Input):
     kind: ConsentKind
-    signed_on: date
+    signed_on: TreatmentDate
     reference: str | None = Field(default=None, max_length=128)
 
 
@@ -97,7 +145,7 @@ class CourseCreate(_Input):
     protocol_id: ProtocolId | None = Field(
         default=None, description="defaults to the usual protocol for the drug and route"
     )
-    start_on: date
+    start_on: TreatmentDate
     preferred_time: time | None = None
     home_dose_mg: DoseMg | None = Field(
         default=None,
@@ -106,7 +154,7 @@ class CourseCreate(_Input):
 
 
 class BoosterIn(_Input):
-    earliest: datetime | None = None
+    earliest: TreatmentTime | None = None
     preferred_time: time | None = None
 
 
@@ -121,7 +169,7 @@ class EndCourseIn(_Input):
 
 
 class RescheduleIn(_Versioned):
-    scheduled_start: datetime
+    scheduled_start: TreatmentTime
     chair_id: str | None = None
 
 
@@ -137,9 +185,9 @@ class PreDoseIn(_Versioned):
     escort_confirmed: bool
     no_driving_confirmed: bool
     fasting_asked: bool = False
-    last_food_at: datetime | None = None
-    last_liquid_at: datetime | None = None
-    nasal_product_at: datetime | None = None
+    last_food_at: TreatmentTime | None = None
+    last_liquid_at: TreatmentTime | None = None
+    nasal_product_at: TreatmentTime | None = None
     concomitant_medications: list[ConcomitantClass] | None = Field(
         default=None,
         max_length=20,
@@ -180,7 +228,7 @@ class ReadingIn(ReadingValues):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
     version: int = Field(ge=1, description="the version you read; a stale one gets 409")
-    taken_at: datetime | None = Field(default=None, description="defaults to now")
+    taken_at: TreatmentTime | None = Field(default=None, description="defaults to now")
 
 
 class VoidIn(_Versioned):
@@ -195,13 +243,13 @@ class AdverseEventIn(_Versioned):
     kind: AdverseEventKind
     description: str | None = Field(default=None, max_length=1000)
     severity: AdverseEventSeverity
-    onset_at: datetime | None = None
+    onset_at: TreatmentTime | None = None
     actions: list[AdverseEventAction] = Field(default_factory=list, max_length=20)
 
 
 class AdverseEventUpdateIn(_Versioned):
     outcome: AdverseEventOutcome
-    resolved_at: datetime | None = None
+    resolved_at: TreatmentTime | None = None
     add_actions: list[AdverseEventAction] = Field(default_factory=list, max_length=20)
 
 
@@ -217,7 +265,7 @@ class StopIn(_Versioned):
 
 
 class HomeDoseIn(_Input):
-    taken_at: datetime
+    taken_at: TreatmentTime
     dose_mg: DoseMg
     note: str | None = Field(default=None, max_length=1000)
 
@@ -250,6 +298,33 @@ class SessionSummary(BaseModel):
     version: int
 
 
+class ScheduledSessionSummary(BaseModel):
+    """A dosing session as booking, check-in and cancelling need it (front desk, clinic
+    managers): who, when, which chair, its state and version; nothing clinical."""
+
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+    id: str
+    patient_id: str
+    course_id: str
+    kind: str
+    sequence: int
+    state: str
+    scheduled_start: datetime
+    expected_end: datetime
+    chair_id: str | None
+    version: int
+
+
+class SessionScheduleOut(BaseModel):
+    """The session for a role without clinical read (SESSION_CLINICAL_READ): no document,
+    readings, alarms or discharge criteria."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session: ScheduledSessionSummary
+
+
 class CourseOut(BaseModel):
     id: str
     patient_id: str
@@ -266,6 +341,30 @@ class CourseOut(BaseModel):
     end_reason: str | None
     version: int
     sessions: list[SessionSummary]
+
+
+class CourseScheduleOut(BaseModel):
+    """The course for a role without clinical read (front desk, clinic managers): what booking
+    needs (the protocol sets the chair time), its sessions as bookings; no home dose, no end
+    reason (free text), no screening, no dose times."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    patient_id: str
+    drug: str
+    route: str
+    protocol_id: str
+    protocol_name: str
+    phase: str
+    status: str
+    started_on: date
+    ended_at: datetime | None
+    version: int
+    sessions: list[ScheduledSessionSummary]
+
+
+CourseOrBooking = CourseOut | CourseScheduleOut
 
 
 class SessionOut(BaseModel):

@@ -6,7 +6,8 @@ they read, never authorize or audit (the caller does both)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -34,9 +35,11 @@ from ketaflow.security.permissions import (
     HOME_DOSE_RECORD,
     SESSION_CHECK_IN,
     SESSION_CLINICAL,
+    SESSION_CLINICAL_READ,
     SESSION_PRESCRIBE,
     SESSION_SCHEDULE,
     Actor,
+    is_allowed,
 )
 from ketaflow.treatment import dosing, rules, scheduling
 from ketaflow.treatment import schemas as s
@@ -247,6 +250,68 @@ def _last_dose_at(session: Session, patient_id: str, exclude: str | None = None)
     return session.scalar(query)
 
 
+def _latest_dose(
+    session: Session, patient_id: str, *, exclude: str | None, until: datetime
+) -> tuple[datetime | None, bool]:
+    """The patient's latest dose at or before `until`, in the clinic or at home (a home dose
+    is a dose: the spacing between doses counts it), and whether it was taken at home."""
+    clinic_dose = _last_dose_at(session, patient_id, exclude=exclude)
+    home_dose = session.scalar(
+        select(func.max(HomeDose.taken_at)).where(
+            HomeDose.patient_id == patient_id, HomeDose.taken_at <= until
+        )
+    )
+    if home_dose is not None and (clinic_dose is None or home_dose > clinic_dose):
+        return home_dose, True
+    return clinic_dose, False
+
+
+def _patient_session_times(
+    session: Session, patient_id: str, exclude: str | None = None
+) -> list[datetime]:
+    """When the patient's own sessions are: the dose start of each dose given, the planned
+    start of each session still booked (scheduled or in progress). A new or moved session
+    keeps the protocol's spacing from every one of them, not just from a free chair."""
+    rows = session.scalars(
+        select(DosingSessionRow).where(
+            DosingSessionRow.patient_id == patient_id,
+            (DosingSessionRow.dose_started_at.is_not(None))
+            | (DosingSessionRow.state.in_(BOOKED_STATES)),
+        )
+    )
+    return [r.dose_started_at or r.scheduled_start for r in rows if r.id != exclude]
+
+
+def _spacing_refusal(
+    session: Session,
+    protocol: Protocol,
+    clinic: ClinicConfig,
+    patient_id: str,
+    start: datetime,
+    exclude: str | None,
+) -> RuleViolation | None:
+    """A 409 naming the patient's own session that a session at `start` would come too close
+    to (inside the protocol's minimum spacing between doses), or None."""
+    times = _patient_session_times(session, patient_id, exclude=exclude)
+    hours = clinic.opening_hours
+    clashes = scheduling.spacing_conflicts(protocol, hours.local_date(start), times, hours)
+    if not clashes:
+        return None
+    other = min(clashes, key=lambda t: abs(t - start))
+    return RuleViolation(
+        "dose_spacing",
+        [
+            Reason(
+                "schedule.dose_spacing",
+                f"the patient has another session on {hours.local_date(other).isoformat()}; "
+                f"{protocol.name} needs at least {protocol.min_days_between_doses} day(s) "
+                "between doses",
+                "protocol minimum spacing between doses",
+            )
+        ],
+    )
+
+
 def _authorize_on_session(db: Database, actor: Actor, action: str, session_id: str) -> str:
     """Authorize (a refusal names the patient in the audit log) before saying whether the
     session exists, so a refused role learns nothing about it."""
@@ -267,6 +332,19 @@ def _authorize_on_course(db: Database, actor: Actor, action: str, course_id: str
     if patient_id is None:
         raise NotFound(f"no course with id {course_id}")
     return patient_id
+
+
+@contextmanager
+def _course_transaction(db: Database, course_id: str) -> Iterator[Session]:
+    """A transaction changing a course and its sessions. Someone else's change to one of them
+    in between (the version check's StaleDataError) is a 409 to reload, never a 500."""
+    try:
+        with db.transaction() as session:
+            yield session
+    except StaleDataError as exc:
+        raise StaleVersion(
+            f"course {course_id} or one of its sessions was changed by someone else: reload it"
+        ) from exc
 
 
 def _add_sessions(
@@ -340,6 +418,26 @@ class CourseView:
             sessions=[s.SessionSummary.model_validate(r) for r in self.sessions],
         )
 
+    def shown_to(self, actor: Actor) -> s.CourseOut | s.CourseScheduleOut:
+        """The whole course for clinical readers, the booking view for everyone else."""
+        if is_allowed(actor.role, SESSION_CLINICAL_READ):
+            return self.out()
+        c = self.course
+        return s.CourseScheduleOut(
+            id=c.id,
+            patient_id=c.patient_id,
+            drug=c.drug,
+            route=c.route,
+            protocol_id=c.protocol_id,
+            protocol_name=str(c.protocol.get("name", c.protocol_id)),
+            phase=c.phase,
+            status=c.status,
+            started_on=c.started_on,
+            ended_at=c.ended_at,
+            version=c.version,
+            sessions=[s.ScheduledSessionSummary.model_validate(r) for r in self.sessions],
+        )
+
 
 def _course_sessions(session: Session, course_id: str) -> list[DosingSessionRow]:
     return list(
@@ -374,13 +472,22 @@ def list_chairs(db: Database, actor: Actor) -> list[Chair]:
 
 
 def record_consent(
-    db: Database, actor: Actor, patient_id: str, data: s.ConsentIn, clock: Clock = utc_now
+    db: Database,
+    actor: Actor,
+    patient_id: str,
+    data: s.ConsentIn,
+    clock: Clock = utc_now,
+    *,
+    clinic_timezone: str,
 ) -> Consent:
+    """Record a consent signed on a date of the clinic's calendar (`clinic_timezone`): not
+    after the clinic's today, nor before birth."""
     security.require(db, actor, CONSENT_RECORD, "consent", patient_id, patient_id=patient_id)
     now = clock()
+    today = clinic_today(now, clinic_timezone)
     with db.transaction() as session:
         patient = patients.load_patient(session, patient_id)
-        if data.signed_on > now.date() or data.signed_on < patient.birth_date:
+        if data.signed_on > today or data.signed_on < patient.birth_date:
             raise InvalidInput("signed_on is not a plausible date", field_name="signed_on")
         consent = Consent(
             patient_id=patient_id,
@@ -399,7 +506,6 @@ def record_consent(
             "consent",
             consent.id,
             patient_id=patient_id,
-            detail={"kind": str(data.kind)},
             now=now,
         )
         return consent
@@ -465,6 +571,8 @@ def start_course(
                     )
                 ],
             )
+        # The lock before the check: two starts at once would both see no active course.
+        _lock_schedule(session)
         active = session.scalar(
             select(Course.id).where(Course.patient_id == patient_id, Course.status == "active")
         )
@@ -473,7 +581,6 @@ def start_course(
                 "course_already_active",
                 [Reason("course.one_active", f"course {active} is still active: end it first")],
             )
-        _lock_schedule(session)
         proposals = scheduling.propose_induction(
             protocol,
             start_on=data.start_on,
@@ -482,6 +589,7 @@ def start_course(
             bookings=_bookings(session),
             preferred_time=data.preferred_time,
             last_dose_at=_last_dose_at(session, patient_id),
+            not_before=now,
         )
         course = Course(
             patient_id=patient_id,
@@ -507,11 +615,7 @@ def start_course(
             "course",
             course.id,
             patient_id=patient_id,
-            detail={
-                "protocol": protocol.id.value,
-                "sessions": len(rows),
-                "screening": screening.id,
-            },
+            detail={"sessions": len(rows), "screening": screening.id},
             now=now,
         )
         return CourseView(course, rows)
@@ -556,7 +660,9 @@ def add_booster(
 ) -> CourseView:
     patient_id = _authorize_on_course(db, actor, COURSE_MANAGE, course_id)
     now = clock()
-    with db.transaction() as session:
+    with _course_transaction(db, course_id) as session:
+        # The lock before reading the course: a course ended meanwhile gets no new session.
+        _lock_schedule(session)
         course = _active_course(session, course_id)
         protocol = course_protocol(course)
         last_dose = _last_dose_at(session, patient_id)
@@ -565,7 +671,6 @@ def add_booster(
                 "no_dose_yet",
                 [Reason("course.booster_needs_dose", "a booster follows a dose already given")],
             )
-        _lock_schedule(session)
         proposal = scheduling.propose_booster(
             protocol,
             last_dose_at=last_dose,
@@ -574,6 +679,7 @@ def add_booster(
             bookings=_bookings(session),
             earliest=max(data.earliest or now, now),
             preferred_time=data.preferred_time,
+            patient_sessions=_patient_session_times(session, patient_id),
         )
         rows = _add_sessions(session, course, protocol, [proposal], "booster", now)
         audit.record(
@@ -599,11 +705,11 @@ def switch_to_maintenance(
 ) -> CourseView:
     patient_id = _authorize_on_course(db, actor, COURSE_MANAGE, course_id)
     now = clock()
-    with db.transaction() as session:
+    with _course_transaction(db, course_id) as session:
+        _lock_schedule(session)  # before reading the course, as for boosters
         course = _active_course(session, course_id)
         protocol = course_protocol(course)
         last_dose = _last_dose_at(session, patient_id) or now
-        _lock_schedule(session)
         proposals = scheduling.propose_maintenance(
             protocol,
             last_dose_at=max(last_dose, now - timedelta(days=1)),
@@ -613,6 +719,8 @@ def switch_to_maintenance(
             bookings=_bookings(session),
             interval_days=data.interval_days,
             preferred_time=data.preferred_time,
+            not_before=now,
+            patient_sessions=_patient_session_times(session, patient_id),
         )
         course.phase = "maintenance"
         rows = _add_sessions(session, course, protocol, proposals, "maintenance", now)
@@ -635,7 +743,10 @@ def end_course(
     """End a course; its sessions still planned are cancelled with the same reason."""
     patient_id = _authorize_on_course(db, actor, COURSE_MANAGE, course_id)
     now = clock()
-    with db.transaction() as session:
+    with _course_transaction(db, course_id) as session:
+        # Serialised with bookings, boosters and maintenance, so none adds a session to the
+        # course while it ends.
+        _lock_schedule(session)
         course = _active_course(session, course_id)
         sessions = _course_sessions(session, course_id)
         if any(r.state in rules.ACTIVE_STATES for r in sessions):
@@ -751,6 +862,16 @@ class SessionView:
             observation_ends_at=status.observation_ends_at,
         )
 
+    def schedule_out(self) -> s.SessionScheduleOut:
+        """The booking only: what a role without clinical read may see."""
+        return s.SessionScheduleOut(session=s.ScheduledSessionSummary.model_validate(self.row))
+
+    def shown_to(self, actor: Actor, now: datetime) -> s.SessionOut | s.SessionScheduleOut:
+        """The whole session for clinical readers, the booking for everyone else."""
+        if is_allowed(actor.role, SESSION_CLINICAL_READ):
+            return self.out(now)
+        return self.schedule_out()
+
 
 Step = Callable[[Session, DosingSessionRow, DosingSession, Protocol, datetime], rules.Outcome]
 
@@ -790,11 +911,9 @@ def _act(
                 "dosing_session",
                 session_id,
                 patient_id=patient_id,
-                detail={
-                    "state": outcome.session.state.value,
-                    "alarms": [a.threshold_id for a in outcome.alarms],
-                    **(detail or {}),
-                },
+                # The state and ids only: the alarms an action raised (their ids name the
+                # threshold crossed) are in the chart, never in the audit log.
+                detail={"state": outcome.session.state.value, **(detail or {})},
                 now=now,
             )
             return SessionView(row, outcome.session, protocol, outcome.alarms)
@@ -802,15 +921,41 @@ def _act(
         raise StaleVersion(
             "session was changed by someone else: reload it", expected_version=version
         ) from exc
+    except (rules.RoleNotAllowed, Forbidden):
+        # The rules refuse a role (a nurse stopping a dosed session...) inside the use case's
+        # transaction, which rolled back: the refusal is audited in one of its own, as
+        # security.require does, and answers 403.
+        with db.transaction() as session:
+            audit.record(
+                session,
+                actor,
+                f"session.{action}",
+                "dosing_session",
+                session_id,
+                patient_id=patient_id,
+                allowed=False,
+                now=now,
+            )
+        raise
 
 
 def get_session(db: Database, actor: Actor, session_id: str) -> SessionView:
+    """A session: its whole clinical record for roles with SESSION_CLINICAL_READ; the others
+    allowed the schedule (front desk, managers) are shown its booking only (`SessionView.
+    shown_to`), and the audit says which view was read."""
     patient_id = _authorize_on_session(db, actor, COURSE_READ, session_id)
+    clinical = is_allowed(actor.role, SESSION_CLINICAL_READ)
     with db.transaction() as session:
         row = load_session_row(session, session_id)
         protocol = course_protocol(load_course(session, row.course_id))
         audit.record(
-            session, actor, "session.read", "dosing_session", session_id, patient_id=patient_id
+            session,
+            actor,
+            "session.read",
+            "dosing_session",
+            session_id,
+            patient_id=patient_id,
+            detail={"view": "clinical" if clinical else "schedule"},
         )
         return SessionView(row, document_of(row), protocol)
 
@@ -860,6 +1005,11 @@ def reschedule_session(
                     )
                 ],
             )
+        too_close = _spacing_refusal(
+            session, protocol, clinic, row.patient_id, data.scheduled_start, exclude=row.id
+        )
+        if too_close is not None:
+            raise too_close
         row.expected_end = end
         return rules.reschedule(
             doc,
@@ -890,8 +1040,16 @@ def cancel_session(
 
 
 def check_in(
-    db: Database, actor: Actor, session_id: str, data: s.VersionIn, clock: Clock = utc_now
+    db: Database,
+    actor: Actor,
+    session_id: str,
+    data: s.VersionIn,
+    clock: Clock = utc_now,
+    *,
+    clinic: ClinicConfig,
 ) -> SessionView:
+    """Check in, on the session's scheduled clinic date only (else reschedule it first)."""
+    timezone = clinic.opening_hours.timezone
     return _act(
         db,
         actor,
@@ -899,7 +1057,9 @@ def check_in(
         data.version,
         SESSION_CHECK_IN,
         "check_in",
-        lambda _s, _r, doc, _p, now: rules.check_in(doc, actor=rules_actor(actor), now=now),
+        lambda _s, _r, doc, _p, now: rules.check_in(
+            doc, actor=rules_actor(actor), now=now, clinic_timezone=timezone
+        ),
         clock,
     )
 
@@ -918,19 +1078,22 @@ def pre_dose_inputs(
     data: s.PreDoseIn,
     clinic: ClinicConfig,
     safety: SafetyInputs,
+    now: datetime,
 ) -> rules.PreDoseInputs:
-    """Gather what the pre-dose checks read: consent, screening, weight, last dose, the
-    latest safety flags, and what the nurse confirmed at the bedside."""
+    """Gather what the pre-dose checks read: consent, screening, weight, last dose (in the
+    clinic or at home), the latest safety flags, and what the nurse confirmed at the bedside."""
     screening = session.get(Screening, course.screening_id)
     latest = patients.latest_measurement(session, row.patient_id)
     phq9_item9, cssrs_risk = safety(session, row.patient_id)
+    last_dose_at, at_home = _latest_dose(session, row.patient_id, exclude=row.id, until=now)
     return rules.PreDoseInputs(
         consent_on_file=_has_consent(session, row.patient_id, s.ConsentKind.treatment),
         screening_expires_on=screening.expires_on if screening else None,
         screening_override=bool(screening and screening.overridden_at is not None),
         weight_kg=Decimal(str(latest.weight_kg)) if latest else None,
         weight_recorded_on=latest.measured_on if latest else None,
-        last_dose_at=_last_dose_at(session, row.patient_id, exclude=row.id),
+        last_dose_at=last_dose_at,
+        last_dose_at_home=at_home,
         escort_confirmed=data.escort_confirmed,
         no_driving_confirmed=data.no_driving_confirmed,
         phq9_item9=phq9_item9,
@@ -960,7 +1123,7 @@ def run_pre_dose_checks(
 ) -> SessionView:
     def step(session, row, doc, protocol, now):
         inputs = pre_dose_inputs(
-            session, row, load_course(session, row.course_id), data, clinic, safety
+            session, row, load_course(session, row.course_id), data, clinic, safety, now
         )
         return rules.run_pre_dose_checks(doc, protocol, inputs, actor=rules_actor(actor), now=now)
 
@@ -983,12 +1146,28 @@ def override_check(
             doc, rule_id=data.rule_id, reason=data.reason, actor=rules_actor(actor), now=now
         ),
         clock,
-        detail={"rule_id": data.rule_id},
     )
 
 
+def _dose_given_mg(document: dict) -> int | None:
+    """The mg a started session actually gave. Esketamine counts the devices given, each
+    28 mg (label section 11, reference §1: doses are whole devices), not the dose ordered: a
+    56 mg session stopped after one device gave 28 mg, which is not the 56 mg start that 84 mg
+    needs (label section 2, reference §1)."""
+    dose = document.get("dose")
+    if not dose:
+        return None
+    ordered = Decimal(str(dose["dose_mg"]))
+    ordered_devices = dose.get("device_count")
+    if ordered_devices:
+        per_device = ordered / ordered_devices  # 28 mg a device (reference §1)
+        return int(per_device * len(document.get("devices") or ()))
+    return int(ordered)
+
+
 def prior_doses_mg(session: Session, row: DosingSessionRow) -> list[int]:
-    """Doses given earlier in the same course, oldest first (esketamine's 56-then-84 rule)."""
+    """Doses given earlier in the same course, oldest first (esketamine's 56-then-84 rule),
+    as given: by the devices actually given, not the dose ordered."""
     earlier = session.scalars(
         select(DosingSessionRow)
         .where(
@@ -998,9 +1177,8 @@ def prior_doses_mg(session: Session, row: DosingSessionRow) -> list[int]:
         )
         .order_by(DosingSessionRow.dose_started_at)
     )
-    return [
-        int(Decimal(str(d.document["dose"]["dose_mg"]))) for d in earlier if d.document.get("dose")
-    ]
+    given = (_dose_given_mg(d.document) for d in earlier)
+    return [mg for mg in given if mg]
 
 
 def calculate_dose(
@@ -1096,10 +1274,21 @@ def preview_dose(
 
 
 def start_dose(
-    db: Database, actor: Actor, session_id: str, data: s.StartDoseIn, clock: Clock = utc_now
+    db: Database,
+    actor: Actor,
+    session_id: str,
+    data: s.StartDoseIn,
+    clock: Clock = utc_now,
+    *,
+    clinic: ClinicConfig,
 ) -> SessionView:
+    timezone = clinic.opening_hours.timezone
+
     def step(session, row, doc, protocol, now):
         dose = calculate_dose(session, row, protocol, data)
+        # Spacing again at the dose itself: another session of the patient's may have been
+        # dosed (or a home dose reported) since this one's checks ran.
+        last_dose_at, _ = _latest_dose(session, row.patient_id, exclude=row.id, until=now)
         return rules.start_dose(
             doc,
             protocol,
@@ -1107,6 +1296,8 @@ def start_dose(
             actor=rules_actor(actor),
             now=now,
             prior_doses_mg=prior_doses_mg(session, row),
+            last_dose_at=last_dose_at,
+            clinic_timezone=timezone,
         )
 
     return _act(db, actor, session_id, data.version, SESSION_CLINICAL, "start_dose", step, clock)
@@ -1267,9 +1458,11 @@ def acknowledge_alarm(
 def record_adverse_event(
     db: Database, actor: Actor, session_id: str, data: s.AdverseEventIn, clock: Clock = utc_now
 ) -> SessionView:
+    event_id = new_id()
+
     def step(_session, _row, doc, _p, now):
         event = AdverseEvent(
-            id=new_id(),
+            id=event_id,
             kind=data.kind,
             description=data.description,
             severity=data.severity,
@@ -1289,7 +1482,7 @@ def record_adverse_event(
         "adverse_event",
         step,
         clock,
-        detail={"kind": data.kind.value, "severity": data.severity.value},
+        detail={"event": event_id},
     )
 
 
@@ -1354,7 +1547,6 @@ def stop_session(
             doc, reason=data.reason, note=data.note, actor=rules_actor(actor), now=now
         ),
         clock,
-        detail={"reason": data.reason.value},
     )
 
 
@@ -1419,14 +1611,13 @@ def record_home_dose(
             "home_dose",
             row.id,
             patient_id=patient_id,
-            detail={"flags": [f.rule_id for f in record.flags]},
             now=now,
         )
         return row
 
 
 def list_home_doses(db: Database, actor: Actor, course_id: str) -> list[HomeDose]:
-    patient_id = _authorize_on_course(db, actor, COURSE_READ, course_id)
+    patient_id = _authorize_on_course(db, actor, SESSION_CLINICAL_READ, course_id)
     with db.transaction() as session:
         rows = list(
             session.scalars(
@@ -1457,7 +1648,7 @@ def observation_advice(db: Database, actor: Actor, session_id: str) -> Observati
     """When dissociation is predicted to end for this patient and dose (Olofsen 2022 effect
     site), and a suggested earliest discharge: advice shown beside the protocol's minimum,
     never a replacement for it."""
-    patient_id = _authorize_on_session(db, actor, COURSE_READ, session_id)
+    patient_id = _authorize_on_session(db, actor, SESSION_CLINICAL_READ, session_id)
     with db.transaction() as session:
         row = load_session_row(session, session_id)
         course = load_course(session, row.course_id)
