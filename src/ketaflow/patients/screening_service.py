@@ -48,7 +48,12 @@ def valid_screening(
     candidates = session.scalars(
         select(Screening)
         .where(Screening.patient_id == patient_id, Screening.drug == drug, Screening.route == route)
-        .order_by(Screening.created_at.desc(), Screening.id.desc())
+        # at one instant, a screening of a later history revision is the later one
+        .order_by(
+            Screening.created_at.desc(),
+            Screening.history_revision.desc().nulls_last(),
+            Screening.id.desc(),
+        )
     )
     current_revision = patients.current_history(session, patient_id).revision
     for screening in candidates:

@@ -351,6 +351,8 @@ class PreDoseInputs(_Value):
     screening_expires_on: date | None
     # An audited screening override on the course (issue 3 §2) satisfies the check.
     screening_override: bool = False
+    # The screening was decided on the history as it stands (no revision since).
+    screening_on_current_history: bool = True
     weight_kg: Decimal | None = None
     weight_recorded_on: date | None = None
     # The last dose of ketamine or esketamine the patient had (clinic or home), if any.
@@ -737,30 +739,40 @@ def evaluate_pre_dose_checks(
         )
     )
 
-    if inputs.screening_override:
+    # An overridden refusal is usable like a favourable decision, but it expires like one too,
+    # and neither holds once the history it was decided on has been revised.
+    screening = "screening overridden (audited)" if inputs.screening_override else "screening"
+    if inputs.screening_expires_on is None:
+        add(
+            _result("screening_valid", False, CheckKind.block, "no valid screening", _SRC_SCREENING)
+        )
+    elif inputs.screening_expires_on < today:
+        add(
+            _result(
+                "screening_valid",
+                False,
+                CheckKind.block,
+                f"{screening} expired on {inputs.screening_expires_on}",
+                _SRC_SCREENING,
+            )
+        )
+    elif not inputs.screening_on_current_history:
+        add(
+            _result(
+                "screening_valid",
+                False,
+                CheckKind.block,
+                f"the history was revised after the {screening}: screen the patient again",
+                _SRC_SCREENING,
+            )
+        )
+    else:
         add(
             _result(
                 "screening_valid",
                 True,
                 CheckKind.block,
-                "screening overridden (audited)",
-                _SRC_SCREENING,
-            )
-        )
-    elif inputs.screening_expires_on is None:
-        add(
-            _result("screening_valid", False, CheckKind.block, "no valid screening", _SRC_SCREENING)
-        )
-    else:
-        valid = inputs.screening_expires_on >= today
-        add(
-            _result(
-                "screening_valid",
-                valid,
-                CheckKind.block,
-                f"screening valid until {inputs.screening_expires_on}"
-                if valid
-                else f"screening expired on {inputs.screening_expires_on}",
+                f"{screening} valid until {inputs.screening_expires_on}",
                 _SRC_SCREENING,
             )
         )

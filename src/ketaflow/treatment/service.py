@@ -1083,6 +1083,22 @@ def pre_dose_inputs(
     """Gather what the pre-dose checks read: consent, screening, weight, last dose (in the
     clinic or at home), the latest safety flags, and what the nurse confirmed at the bedside."""
     screening = session.get(Screening, course.screening_id)
+    history_revision = patients.current_history(session, row.patient_id).revision
+    on_current_history = (
+        screening is not None and (screening.history_revision or 0) == history_revision
+    )
+    if screening is not None and not on_current_history:
+        # the history was revised after the course's screening: a newer screening of the
+        # current history, if usable today, covers the dose
+        newer = screening_service.valid_screening(
+            session,
+            row.patient_id,
+            course.drug,
+            course.route,
+            clinic_today(now, clinic.opening_hours.timezone),
+        )
+        if newer is not None:
+            screening, on_current_history = newer, True
     latest = patients.latest_measurement(session, row.patient_id)
     phq9_item9, cssrs_risk = safety(session, row.patient_id)
     last_dose_at, at_home = _latest_dose(session, row.patient_id, exclude=row.id, until=now)
@@ -1090,6 +1106,7 @@ def pre_dose_inputs(
         consent_on_file=_has_consent(session, row.patient_id, s.ConsentKind.treatment),
         screening_expires_on=screening.expires_on if screening else None,
         screening_override=bool(screening and screening.overridden_at is not None),
+        screening_on_current_history=on_current_history,
         weight_kg=Decimal(str(latest.weight_kg)) if latest else None,
         weight_recorded_on=latest.measured_on if latest else None,
         last_dose_at=last_dose_at,
