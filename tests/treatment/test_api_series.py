@@ -179,6 +179,17 @@ def test_full_esketamine_induction(api, chairs, clinic_clock):
                 json={"version": session["session"]["version"], "escort_present": True},
             )
             assert missing.status_code == 409  # the REMS questions must be answered
+            later_than_observed = nurse.post(
+                f"/api/v1/sessions/{planned['id']}/discharge",
+                json={
+                    "version": session["session"]["version"],
+                    "escort_present": True,
+                    "clinician_judges_stable": True,
+                    "ready_without_minimum_min": 122,  # after 121 minutes of monitoring
+                },
+            )
+            assert later_than_observed.status_code == 422, later_than_observed.text
+            assert later_than_observed.json()["errors"][0]["field"] == "ready_without_minimum_min"
         session = act(
             nurse,
             session,

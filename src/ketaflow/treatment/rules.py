@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ketaflow.core.errors import InvalidInput
 from ketaflow.core.timezones import TimeZoneName
 from ketaflow.treatment.discharge import DischargeInputs, evaluate_discharge, observation_ends_at
 from ketaflow.treatment.dosing import calculate_device_dose, clinic_days_between
@@ -1856,13 +1857,22 @@ def discharge(
         else session.dose_ended_at
     )
     assert anchor is not None
+    observed_min = int((now - anchor).total_seconds() // 60)
+    ready = inputs.ready_without_minimum_min
+    if ready is not None and ready > observed_min:
+        # REMS form: when the patient would have been ready, counted from the first device;
+        # it cannot be later than the end of the monitoring being recorded
+        raise InvalidInput(
+            f"ready_without_minimum_min ({ready}) is more than the {observed_min} minutes observed",
+            field_name="ready_without_minimum_min",
+        )
     record = DischargeRecord(
         at=now,
         by=actor.user_id,
         escort_present=inputs.escort_present,
         clinician_judges_stable=inputs.clinician_judges_stable,
-        ready_without_minimum_min=inputs.ready_without_minimum_min,
-        observation_minutes=int((now - anchor).total_seconds() // 60),
+        ready_without_minimum_min=ready,
+        observation_minutes=observed_min,
     )
     return _move(
         session,
