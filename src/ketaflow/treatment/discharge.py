@@ -108,11 +108,12 @@ def evaluate_discharge(
         anchor_word = (
             "the first device" if criteria.observation_anchor is Anchor.dose_start else "dose end"
         )
+        # minutes, not a clock time: a UTC wall time misleads a clinic in another zone, and
+        # the response carries observation_ends_at for a screen to show in the clinic's zone
         remaining = (
             ""
             if ends_at is None
-            else f"; {int((ends_at - at).total_seconds() // 60) + 1} min to go "
-            f"(until {ends_at:%H:%M} UTC)"
+            else f"; {int((ends_at - at).total_seconds() // 60) + 1} min to go"
         )
         source = (
             "boxed warning; FDA REMS page (reference §1)"
