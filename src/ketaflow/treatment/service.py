@@ -803,12 +803,24 @@ def mark_missed_sessions(db: Database, clinic: ClinicConfig, clock: Clock = utc_
     """Planned sessions whose start passed unattended become missed (run by worklists)."""
     now = clock()
     cutoff = now - timedelta(minutes=clinic.missed_grace_minutes)
+    try:
+        return _mark_missed(db, clinic, now, cutoff)
+    except StaleDataError:
+        # a session was checked in (or moved) between our read and our write: nothing is
+        # marked this time, and the next worklist read marks what is still unattended
+        return 0
+
+
+def _mark_missed(db: Database, clinic: ClinicConfig, now: datetime, cutoff: datetime) -> int:
     with db.transaction() as session:
         rows = session.scalars(
-            select(DosingSessionRow).where(
+            select(DosingSessionRow)
+            .where(
                 DosingSessionRow.state == SessionState.scheduled.value,
                 DosingSessionRow.scheduled_start < cutoff,
             )
+            # PostgreSQL: a session someone is acting on right now is left to them
+            .with_for_update(skip_locked=True)
         ).all()
         for row in rows:
             outcome = rules.mark_missed(
