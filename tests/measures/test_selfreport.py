@@ -451,9 +451,16 @@ def test_schedule_plans_weekly_links_in_maintenance(api, stack, clinic_clock, pa
     weekly = [
         link for link in response.json()["created"] if link["purpose"] == "weekly_maintenance"
     ]
-    # From the maintenance dose 9 days ago: week 1 (2 days ago, still open), weeks 2 and 3.
+    # From the maintenance dose 9 days ago: weeks 2 and 3. Week 1 (2 days ago, still open)
+    # is that dose's own 7-day link, which is not asked twice.
     opens = sorted(datetime.fromisoformat(link["available_from"]) for link in weekly)
-    assert opens == [doses[2] + timedelta(weeks=k) for k in (1, 2, 3)]
+    assert opens == [doses[2] + timedelta(weeks=k) for k in (2, 3)]
+    after_dose = [
+        datetime.fromisoformat(link["available_from"])
+        for link in response.json()["created"]
+        if link["purpose"] == "7d_after_dose"
+    ]
+    assert doses[2] + timedelta(weeks=1) in after_dose
 
 
 def test_access_log_filter_masks_the_token():

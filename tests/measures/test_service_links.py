@@ -62,9 +62,11 @@ def test_weekly_links_follow_the_first_maintenance_dose_of_active_maintenance_co
     now = T0 + 40 * DAY
     plan = service.plan_links(doses, [course(phase="maintenance")], now, VALID_FOR, 14 * DAY)
     weekly = [p for p in plan if p.purpose == "weekly_maintenance"]
-    # Weeks 1 and 2 have expired by day 40; week 5 (day 55) is past the 14-day horizon.
-    assert [p.available_from for p in weekly] == [T0 + (20 + 7 * k) * DAY for k in (3, 4)]
-    assert [p.schedule_key for p in weekly] == [f"weekly_maintenance:c1:{k}" for k in (3, 4)]
+    # Weeks 1 and 2 have expired by day 40; week 3 (day 41) is the day-34 dose's 7-day link
+    # already; week 5 (day 55) is past the 14-day horizon.
+    assert [p.available_from for p in weekly] == [T0 + (20 + 7 * 4) * DAY]
+    assert [p.schedule_key for p in weekly] == ["weekly_maintenance:c1:4"]
+    assert T0 + 41 * DAY in [p.available_from for p in plan if p.purpose == "7d_after_dose"]
     ended = service.plan_links(
         doses, [course(phase="maintenance", status="ended")], now, VALID_FOR, 14 * DAY
     )
@@ -92,6 +94,13 @@ def test_plans_are_unique_open_in_time_and_stable(offsets_h, now_h, horizon_d, m
     for p in plan:
         assert p.available_from + VALID_FOR > now  # never planned dead
         assert p.available_from <= now + horizon
+    # a weekly link never asks the day an after-dose link asks
+    for weekly in (p for p in plan if p.purpose == "weekly_maintenance"):
+        assert all(
+            abs(p.available_from - weekly.available_from) >= DAY
+            for p in plan
+            if p.dosing_session_id
+        )
     assert service.plan_links(doses, courses, now, VALID_FOR, horizon) == plan
     # Planning later never brings back a link planned earlier with a different time.
     later = service.plan_links(doses, courses, now + DAY, VALID_FOR, horizon)

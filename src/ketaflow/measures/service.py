@@ -62,6 +62,7 @@ MIN_ACK_NOTE_CHARS = 5
 # scheduling choices, not clinical thresholds).
 AFTER_DOSE_DELAYS = (("24h_after_dose", timedelta(hours=24)), ("7d_after_dose", timedelta(days=7)))
 MAINTENANCE_INTERVAL = timedelta(weeks=1)
+SAME_DAY = timedelta(days=1)  # links opening closer than this ask the same question twice
 DEFAULT_SCHEDULE_HORIZON = timedelta(days=28)
 SELF_REPORT_ACTOR_NAME = "patient via link"
 MISSING_ANSWER_MESSAGE = "Please answer this question."
@@ -1220,7 +1221,12 @@ def plan_links(
         anchor = (maintenance or course_doses[-1:])[0].dose_started_at
         week = 1
         while (opens := anchor + week * MAINTENANCE_INTERVAL) <= now + horizon:
-            if opens + valid_for > now:
+            # a week whose link an after-dose link already covers (the 7-day link of a weekly
+            # maintenance dose opens the same day) is not asked twice
+            covered = any(
+                abs(p.available_from - opens) < SAME_DAY for p in planned if p.dosing_session_id
+            )
+            if opens + valid_for > now and not covered:
                 planned.append(
                     PlannedLink(
                         f"weekly_maintenance:{course.course_id}:{week}",
