@@ -238,9 +238,16 @@ def test_course_invariants(points):
     assert tuple(ends) == course.relapse_at
     for before, after in zip(course.episodes, course.episodes[1:], strict=False):
         assert before.relapsed and before.end_at < after.start_at
+    # A baseline already in remission (PHQ-9 < 5) judges nothing: no response, no remission.
+    in_remission = course.baseline.total <= 4
+    assert (course.status is OutcomeStatus.BASELINE_IN_REMISSION) == in_remission
     if course.first_response_at is None and course.first_remission_at is None:
         assert course.episodes == ()
-        assert course.status in (OutcomeStatus.NO_RESPONSE, OutcomeStatus.PARTIAL_RESPONSE)
+        assert course.status in (
+            OutcomeStatus.NO_RESPONSE,
+            OutcomeStatus.PARTIAL_RESPONSE,
+            OutcomeStatus.BASELINE_IN_REMISSION,
+        )
 
 
 # -- booster triggers ---------------------------------------------------------------------------
@@ -401,3 +408,17 @@ def test_booster_suggestions_only_for_responders_without_a_later_dose(points, do
             assert latest.total - earlier_best >= 5
         else:
             assert latest.total > 10 >= earlier_best
+
+
+def test_a_baseline_already_in_remission_claims_no_response_or_remission():
+    # PHQ-9 4 before the first dose: 1 afterwards is a 75% "reduction" and "remission" that
+    # say nothing about the course
+    course = evaluate_course("PHQ-9", [(day(-1), 4), (day(2), 1), (day(9), 0)], [day(0)])
+    assert course.status is OutcomeStatus.BASELINE_IN_REMISSION
+    assert course.first_response_at is None and course.first_remission_at is None
+    assert [p.total for p in course.points] == [1, 0]  # still plotted
+    assert course.as_dict()["status"] == "baseline_in_remission"
+    # one point above the threshold and the usual rules apply
+    assert evaluate_course("PHQ-9", [(day(-1), 5), (day(2), 1)], [day(0)]).status is (
+        OutcomeStatus.REMISSION
+    )

@@ -16,7 +16,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-RULE_VERSION = "ketaflow.measures.outcomes/1"
+RULE_VERSION = "ketaflow.measures.outcomes/2"  # 2: baseline_in_remission
 
 
 class ScorePoint(NamedTuple):
@@ -28,6 +28,9 @@ class OutcomeStatus(StrEnum):
     NO_DOSE = "no_dose"  # the course has no dose yet
     NO_BASELINE = "no_baseline"  # no score before the first dose
     NO_POST_DOSE_DATA = "no_post_dose_data"
+    # The baseline is already within the remission threshold: a reduction from it (response)
+    # and a score under it (remission) would say nothing about the course.
+    BASELINE_IN_REMISSION = "baseline_in_remission"
     REMISSION = "remission"
     RESPONSE = "response"
     PARTIAL_RESPONSE = "partial_response"
@@ -363,6 +366,16 @@ def evaluate_course(
         return lambda p: p.reduction is not None and p.reduction >= fraction
 
     best = min(outcomes, key=lambda p: (p.total, p.taken_at))
+    if threshold is not None and baseline.total <= threshold.max_total:
+        return CourseOutcome(
+            status=OutcomeStatus.BASELINE_IN_REMISSION,
+            baseline=baseline,
+            first_dose_at=baseline.first_dose_at,
+            points=outcomes,
+            best_total=best.total,
+            best_at=best.taken_at,
+            **common,
+        )
     episodes, relapses, in_response = _episodes(outcomes, rules.relapse_consecutive)
     latest = outcomes[-1]
     status = OutcomeStatus.RELAPSE if relapses and not in_response else latest.category
