@@ -54,6 +54,20 @@ def test_unknown_user_gets_the_same_answer_as_a_wrong_password(api):
     assert response.json()["detail"] == "incorrect username or password"
 
 
+def test_what_was_typed_for_an_unknown_account_is_not_audited(stack, api):
+    typed = "correct-horse-" + uuid.uuid4().hex  # a password typed in the username field
+    response = api().post("/api/v1/auth/token", data={"username": typed, "password": "x"})
+    assert response.status_code == 401
+    events = (
+        api("auditor")
+        .get("/api/v1/audit", params={"action": "auth.login", "allowed": False, "limit": 200})
+        .json()["items"]
+    )
+    assert events and all(typed not in str(event) for event in events)
+    assert events[0]["actor_username"] == "(unknown account)"
+    assert events[0]["detail"] == {"why": "unknown or inactive user"}
+
+
 def test_repeated_failures_lock_the_account_even_for_the_right_password(stack, api):
     username, password = _new_user(stack)
     client = api()

@@ -168,6 +168,9 @@ def _lock_if_at_limit(session: Session, settings: Settings, user_id: int, now: d
     return result.rowcount > 0
 
 
+UNKNOWN_ACCOUNT = "(unknown account)"
+
+
 def login(
     db: Database,
     settings: Settings,
@@ -202,7 +205,10 @@ def login(
             # Row lock on PostgreSQL (SQLite's transaction already holds the write lock).
             user = session.get(User, actor.user_id, with_for_update=True)
         if actor is None or (correct and (user is None or not user.active)):
-            anonymous = Actor(None, username[:64], UNAUTHENTICATED_ROLE, client_address)
+            # What was typed for an account that does not exist is not kept: it is often a
+            # password typed in the wrong field, and the audit log is read by auditors.
+            shown = username[:64] if actor is not None else UNKNOWN_ACCOUNT
+            anonymous = Actor(None, shown, UNAUTHENTICATED_ROLE, client_address)
             audit.record(
                 session,
                 anonymous,
