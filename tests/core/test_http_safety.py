@@ -65,3 +65,10 @@ def test_static_files_may_be_cached(server):
     response = httpx.get(server.base_url + "/static/ketaflow.css")
     assert response.status_code == 200
     assert "no-store" not in response.headers.get("cache-control", "")
+
+
+def test_a_problem_about_a_link_never_repeats_its_token(server):
+    response = httpx.post(server.base_url + "/q/SECRET-token-123", data={"x": "\x00"})
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "SECRET-token-123" not in response.text
+    assert response.json()["instance"] == "/q/[token]"

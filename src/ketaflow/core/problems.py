@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ketaflow.core.access_log import redact_path
 from ketaflow.core.errors import KetaflowError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -34,7 +35,8 @@ def problem_response(
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        # the path, with a questionnaire link's token masked: a problem is shown and logged
+        "instance": redact_path(request.url.path),
     }
     body.update(extensions or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
