@@ -508,3 +508,34 @@ def test_the_page_fits_a_phone_and_submits_by_touch(api, stack, patient_id):
             browser.close()
     (row,) = _assessments(stack, patient_id)
     assert (row.total, row.source) == (10, "self_report")
+
+
+@pytest.mark.browser
+def test_in_a_browser_a_yes_after_no_to_question_2_is_asked_again_and_kept(api, stack, patient_id):
+    """In Debian's chromium: the patient taps No to 2 and Yes to 4; the page comes back with
+    the answers still ticked and asks to check question 2; after Yes to 2 it saves high risk."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed")
+    link = _create_link(api("nurse"), patient_id, instruments=["C-SSRS"])
+    answers = {"1": 1, "2": 0, "3": 0, "4": 1, "5": 0, "6": 0}
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 360, "height": 740}, has_touch=True)
+            page.goto(stack.base_url + _page_path(link))
+            for item, value in answers.items():
+                page.check(f'input[name="s0-{item}"][value="{value}"]')
+            page.click("button[type=submit]")
+            page.wait_for_selector("text=Please check this answer")
+            for item, value in answers.items():  # nothing the patient ticked was lost
+                assert page.is_checked(f'input[name="s0-{item}"][value="{value}"]')
+            assert _assessments(stack, patient_id) == []
+            page.check('input[name="s0-2"][value="1"]')
+            page.click("button[type=submit]")
+            page.wait_for_selector("text=Thank you")
+        finally:
+            browser.close()
+    (row,) = _assessments(stack, patient_id)
+    assert row.answers == {**answers, "2": 1} and row.band_code == "high"
