@@ -23,6 +23,7 @@ from ketaflow.core.text_input import reject_nul_characters
 from ketaflow.measures.api import router as measures_router
 from ketaflow.patients.api import router as patients_router
 from ketaflow.pharmacology.api import router as pharmacology_router
+from ketaflow.security import passwords
 from ketaflow.security import service as security
 from ketaflow.security.api import router as security_router
 from ketaflow.therapy.api import router as therapy_router
@@ -44,6 +45,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # made now, so the first refused login costs what every other one does
+        passwords.dummy_hash(settings)
         if security.demo_accounts_exist(database):
             log.warning(
                 "DEMO ACCOUNTS ARE ACTIVE: their passwords are published. "
