@@ -82,6 +82,7 @@ ENDPOINTS = {
         {"version": 1, "reason": "a reason"},
     ),
     p.AUDIT_READ: ("GET", "/api/v1/audit", None),
+    p.THERAPY_NOTES_READ: ("GET", "/api/v1/patients/{pid}/therapy-sessions", None),
 }
 
 CASES = [(role, action) for role in Role for action in ENDPOINTS]
@@ -128,6 +129,11 @@ def test_least_privilege_spot_checks():
     assert is_allowed(Role.prescriber, p.SCREENING_OVERRIDE)
     assert ROLE_PERMISSIONS[Role.auditor] == {p.AUDIT_READ, p.ACCESS_LOG_READ}
     assert not is_allowed("patient", p.PATIENT_READ)
+    # therapy notes: those who write them and the prescriber, not the rest of the clinic
+    assert {r for r in Role if is_allowed(r, p.THERAPY_NOTES_READ)} == {
+        Role.therapist,
+        Role.prescriber,
+    }
 
 
 def test_unknown_route_is_a_problem_document(stack):

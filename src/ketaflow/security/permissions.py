@@ -57,6 +57,10 @@ SESSION_CLINICAL = "session.clinical"
 SESSION_PRESCRIBE = "session.prescribe"
 HOME_DOSE_RECORD = "home_dose.record"
 THERAPY_READ = "therapy.read"
+# The content of therapy notes (what came up, insights): the therapists who write them and the
+# prescriber who directs the treatment. Psychotherapy notes are kept apart from the rest of the
+# chart (HIPAA, 45 CFR 164.501), so nurses see what therapy is due, not what was said.
+THERAPY_NOTES_READ = "therapy.notes.read"
 THERAPY_RECORD = "therapy.record"
 WORKLIST_READ = "worklist.read"
 # Pharmacokinetic simulation (no patient data unless a patient is named).
@@ -96,12 +100,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         SCREENING_OVERRIDE,
         ACCESS_LOG_READ,
         PK_SIMULATE,
+        THERAPY_NOTES_READ,
     },
     Role.nurse: _CLINICAL_READ
     | _MEASURING
     | _BEDSIDE
     | {WEIGHT_RECORD, HISTORY_UPDATE, PK_SIMULATE},
-    Role.therapist: _CLINICAL_READ | _MEASURING | {THERAPY_RECORD},
+    Role.therapist: _CLINICAL_READ | _MEASURING | {THERAPY_RECORD, THERAPY_NOTES_READ},
     # Registration and booking need demographics, not clinical history.
     Role.front_desk: frozenset(
         {

@@ -14,7 +14,7 @@ from ketaflow.patients import service as patients
 from ketaflow.patients.rules import check_not_before_birth
 from ketaflow.security import audit
 from ketaflow.security import service as security
-from ketaflow.security.permissions import THERAPY_READ, THERAPY_RECORD, Actor
+from ketaflow.security.permissions import THERAPY_NOTES_READ, THERAPY_READ, THERAPY_RECORD, Actor
 from ketaflow.therapy import policy as rules
 from ketaflow.therapy.schemas import TherapySessionIn
 from ketaflow.therapy.tables import TherapySessionRow
@@ -122,7 +122,7 @@ def record_therapy_session(
 
 
 def list_therapy_sessions(db: Database, actor: Actor, patient_id: str) -> list[TherapySessionRow]:
-    security.require(db, actor, THERAPY_READ, "therapy_session", patient_id=patient_id)
+    security.require(db, actor, THERAPY_NOTES_READ, "therapy_session", patient_id=patient_id)
     with db.transaction() as session:
         patients.load_patient(session, patient_id)
         rows = _rows(session, patient_id)
