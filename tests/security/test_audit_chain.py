@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from ketaflow.cli import app
+from ketaflow.core.errors import Misconfigured
 from ketaflow.core.settings import get_settings
 from ketaflow.security import audit
 from ketaflow.security.chain import (
@@ -388,9 +389,12 @@ def test_a_chain_recomputed_as_unkeyed_fails_with_the_key(fresh_db, use_key):
 def test_an_unkeyed_event_appended_after_keyed_ones_fails(fresh_db, use_key):
     use_key(KEY)
     _write_events(fresh_db, 2)
-    use_key(None)  # a writer without the key (or one forging the next event)
-    _write_events(fresh_db, 1)
-    use_key(KEY)
+    # an intruder appends a plain event straight into the table (the app itself refuses to
+    # write without the key: test_a_process_without_the_logs_key_cannot_write_...)
+    with fresh_db.transaction() as session:
+        head = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+        fields = {name: getattr(head, name) for name in HASHED_FIELDS} | {"id": head.id + 1}
+        session.add(AuditEvent(**fields, prev_hash=head.hash, hash=event_hash(fields, head.hash)))
     report = verify_audit_chain(fresh_db)
     assert report.first_break.event_id == 3
     assert "not signed with the audit key, although events from 1 on are" in (
@@ -491,3 +495,18 @@ def test_a_keyed_chain_cut_anywhere_fails_its_checkpoint(events, data):
     cut = data.draw(st.integers(0, len(chain) - 1))
     shorter = verify_chain(chain[:cut], key, report.head)
     assert not shorter.intact and shorter.first_break.event_id == len(chain)
+
+
+@pytest.mark.parametrize("other", [None, OTHER_KEY])
+def test_a_process_without_the_logs_key_cannot_write_into_a_signed_log(
+    fresh_db, monkeypatch, use_key, other
+):
+    use_key(KEY)
+    _write_events(fresh_db, 2)
+    use_key(other)  # a shell without KETAFLOW_AUDIT_KEY, or with another key
+    with pytest.raises(Misconfigured, match="KETAFLOW_AUDIT_KEY"):
+        _write_events(fresh_db, 1)
+    use_key(KEY)
+    _write_events(fresh_db, 1)
+    report = verify_audit_chain(fresh_db)
+    assert report.intact and report.events_checked == 3

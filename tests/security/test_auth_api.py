@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 
 import httpx
+from sqlalchemy import update
 
 from ketaflow.security import service as security
 from ketaflow.security.permissions import Role
+from ketaflow.security.tables import User
 
 PROBLEM = "application/problem+json"
 
@@ -65,7 +67,22 @@ def test_what_was_typed_for_an_unknown_account_is_not_audited(stack, api):
     )
     assert events and all(typed not in str(event) for event in events)
     assert events[0]["actor_username"] == "(unknown account)"
-    assert events[0]["detail"] == {"why": "unknown or inactive user"}
+    assert events[0]["detail"] == {"why": "unknown account"}
+
+
+def test_a_deactivated_account_trying_to_log_in_is_audited_by_name(stack, api):
+    username, password = _new_user(stack)
+    with stack.db.transaction() as session:
+        session.execute(update(User).where(User.username == username).values(active=False))
+    response = api().post("/api/v1/auth/token", data={"username": username, "password": password})
+    assert response.json()["detail"] == "incorrect username or password"
+    events = (
+        api("auditor")
+        .get("/api/v1/audit", params={"action": "auth.login", "actor_username": username})
+        .json()["items"]
+    )
+    assert events[0]["allowed"] is False
+    assert events[0]["detail"] == {"why": "inactive account"}
 
 
 def test_repeated_failures_lock_the_account_even_for_the_right_password(stack, api):

@@ -33,6 +33,16 @@ class KetaflowError(Exception):
 
 
 @dataclass
+class Misconfigured(KetaflowError):
+    """The server is set up so that it must refuse to act (e.g. a missing key): the operator
+    fixes the configuration; retrying will not help."""
+
+    status: int = field(default=503, init=False)
+    slug: str = field(default="misconfigured", init=False)
+    title: str = field(default="Server misconfigured", init=False)
+
+
+@dataclass
 class NotFound(KetaflowError):
     status: int = field(default=404, init=False)
     slug: str = field(default="not-found", init=False)

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ketaflow.core.clock import utc_now
+from ketaflow.core.errors import Misconfigured
 from ketaflow.core.settings import get_settings
 from ketaflow.security.chain import (
     GENESIS_HASH,
@@ -69,8 +70,18 @@ def record(
     key = configured_key()
     _lock_chain_head(session)
     head = session.execute(
-        select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+        select(AuditEvent.id, AuditEvent.hash, AuditEvent.key_id)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
     ).first()
+    if head is not None and head.key_id is not None and (key is None or key.id != head.key_id):
+        # An unsigned (or otherwise signed) event after signed ones could never be repaired
+        # in an append-only log, and verify would stop at it: refuse, and roll back the change
+        # it would have recorded.
+        raise Misconfigured(
+            "the audit log is signed with a key this process does not have: set "
+            "KETAFLOW_AUDIT_KEY to the key the log is signed with"
+        )
     prev_id, prev_hash = (head.id, head.hash) if head else (0, GENESIS_HASH)
     fields: dict[str, object] = {
         "id": prev_id + 1,

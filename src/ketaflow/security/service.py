@@ -127,6 +127,8 @@ class _Attempt:
     actor: Actor | None
     password_hash: str | None = None
     slot: int | None = None
+    # The name of an account that exists but is deactivated (audited by name).
+    inactive_username: str | None = None
 
 
 def _start_attempt(
@@ -139,8 +141,10 @@ def _start_attempt(
         row = session.execute(
             select(User.id, User.username, User.role, User.active).where(User.username == username)
         ).first()
-        if row is None or not row.active:
+        if row is None:
             return _Attempt(None)
+        if not row.active:
+            return _Attempt(None, inactive_username=row.username)
         actor = Actor(row.id, row.username, Role(row.role), client_address)
         reserved = session.execute(
             update(User)
@@ -206,8 +210,10 @@ def login(
             user = session.get(User, actor.user_id, with_for_update=True)
         if actor is None or (correct and (user is None or not user.active)):
             # What was typed for an account that does not exist is not kept: it is often a
-            # password typed in the wrong field, and the audit log is read by auditors.
-            shown = username[:64] if actor is not None else UNKNOWN_ACCOUNT
+            # password typed in the wrong field, and the audit log is read by auditors. A
+            # deactivated account (someone who left, trying to log in) is named.
+            known = actor.username if actor is not None else attempt.inactive_username
+            shown = known or UNKNOWN_ACCOUNT
             anonymous = Actor(None, shown, UNAUTHENTICATED_ROLE, client_address)
             audit.record(
                 session,
@@ -217,7 +223,7 @@ def login(
                 None,
                 allowed=False,
                 now=now,
-                detail={"why": "unknown or inactive user"},
+                detail={"why": "unknown account" if known is None else "inactive account"},
             )
         elif attempt.slot is None:
             audit.record(
