@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import func, select
 
-from ketaflow.core.clock import Clock, utc_now
+from ketaflow.core.clock import Clock, clinic_today, utc_now
 from ketaflow.core.db import Database
 from ketaflow.core.errors import Conflict
 from ketaflow.core.settings import Settings
@@ -27,6 +27,7 @@ from ketaflow.security import service as security
 from ketaflow.security.permissions import Actor, Role
 from ketaflow.security.tables import User
 from ketaflow.treatment.clinic import load_clinic_config
+from ketaflow.treatment.scheduling import OpeningHours
 
 DEMO_PASSWORD = "ketaflow-demo"  # noqa: S105 - published on purpose: demo accounts only
 SEED = 20261122
@@ -169,6 +170,32 @@ def _profile(rng: random.Random, index: int) -> h.PatientHistory:
     )
 
 
+# The demo's present is a weekday around noon: the day's sessions are booked from 4 hours
+# before it (demo_care) and walked to their states by it, so the clinic must have been open
+# that long, and stay open long enough after it for the day's bookings to fit.
+DEMO_BOOKING_LEAD = timedelta(hours=4)
+DEMO_LATEST_AFTER_OPENING = timedelta(hours=5)
+MIN_DEMO_DAY = timedelta(hours=8)
+
+
+def demo_now(real_now: datetime, hours: OpeningHours) -> datetime:
+    """The moment the demo clinic is built at: `real_now` when the clinic opened 4 to 5 hours
+    ago, else 5 hours after opening on the latest day open at least 8 hours that has reached
+    that point (today from noon on with the default hours; otherwise the last such day).
+    Never after `real_now`: nothing is recorded in the future. With no such day in the last
+    two weeks, `real_now` itself."""
+    today = real_now.astimezone(hours.zone).date()
+    for back in range(15):
+        window = hours.window(today - timedelta(days=back))
+        if window is None or window[1] - window[0] < MIN_DEMO_DAY:
+            continue
+        earliest = window[0] + DEMO_BOOKING_LEAD
+        latest = window[0] + DEMO_LATEST_AFTER_OPENING
+        if earliest <= real_now:
+            return min(real_now, latest)
+    return real_now
+
+
 def build_demo_clinic(
     db: Database, settings: Settings, progress: Console | None = None, clock: Clock = utc_now
 ) -> DemoSummary:
@@ -189,6 +216,12 @@ def build_demo_clinic(
     if demo_users:
         return DemoSummary(False, demo_users, patient_count, logins)
 
+    clinic = load_clinic_config(settings)
+    now = demo_now(clock(), clinic.opening_hours)
+
+    def demo_clock() -> datetime:
+        return now
+
     rng = random.Random(SEED)  # noqa: S311 - reproducible demo data, not secrets
     actors: dict[Role, Actor] = {}
     for username, role, display_name in STAFF:
@@ -201,7 +234,7 @@ def build_demo_clinic(
             role=role,
             display_name=display_name,
             is_demo=True,
-            clock=clock,
+            clock=demo_clock,
         )
         actors[role] = security.actor_for(user, "demo")
     prescriber, nurse, front_desk = (
@@ -210,7 +243,7 @@ def build_demo_clinic(
         actors[Role.front_desk],
     )
 
-    today = clock().date()
+    today = clinic_today(now, settings.clinic_timezone)
     patient_ids: list[str] = []
     console = progress or Console(quiet=True)
     with Progress(console=console, transient=True) as bar:
@@ -228,7 +261,7 @@ def build_demo_clinic(
                     sex=sex,
                     mrn=f"DEMO-{index + 1:04d}",
                 ),
-                clock=clock,
+                clock=demo_clock,
                 clinic_timezone=settings.clinic_timezone,
             )
             patient_id = view.patient.id
@@ -242,7 +275,7 @@ def build_demo_clinic(
                     # Weighed at intake, before the demo's six weeks of care began.
                     measured_on=today - timedelta(days=rng.randint(42, 60)),
                 ),
-                clock=clock,
+                clock=demo_clock,
                 clinic_timezone=settings.clinic_timezone,
             )
             patients.save_history(
@@ -251,7 +284,7 @@ def build_demo_clinic(
                 patient_id,
                 _profile(rng, index),
                 0,
-                clock=clock,
+                clock=demo_clock,
                 clinic_timezone=settings.clinic_timezone,
             )
             patient_ids.append(patient_id)
@@ -260,10 +293,10 @@ def build_demo_clinic(
     care = build_care(
         db,
         settings,
-        load_clinic_config(settings),
+        clinic,
         Staff(prescriber, nurse, actors[Role.therapist], front_desk, actors[Role.manager]),
         patient_ids,
-        clock(),
+        now,
         rng,
     )
     notes = [f"{key.replace('_', ' ')}: {value}" for key, value in sorted(care.items())]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from ketaflow.core.clock import clinic_today
 from ketaflow.core.db import Database
 from ketaflow.core.settings import Settings
 from ketaflow.measures import service as measures
@@ -165,10 +166,14 @@ class CareBuilder:
                 self.db,
                 self.staff.prescriber,
                 patient_id,
-                s.ConsentIn(kind=kind, signed_on=when.date()),
+                s.ConsentIn(kind=kind, signed_on=self.clinic_date(when)),
                 clock=self.clock,
                 clinic_timezone=self.clinic.opening_hours.timezone,
             )
+
+    def clinic_date(self, when: datetime) -> date:
+        """The clinic's calendar date at `when`: what every date the services check is."""
+        return clinic_today(when, self.clinic.opening_hours.timezone)
 
     def weigh(self, patient_id: str, when: datetime) -> None:
         self.clock.at(when)
@@ -179,7 +184,7 @@ class CareBuilder:
             MeasurementIn(
                 weight_kg=round(self.rng.uniform(58, 104), 1),
                 height_cm=round(self.rng.uniform(155, 190)),
-                measured_on=when.date(),
+                measured_on=self.clinic_date(when),
             ),
             clock=self.clock,
             clinic_timezone=self.settings.clinic_timezone,
@@ -470,7 +475,7 @@ def _past_course(builder: CareBuilder, patient_id: str, plan: Plan, now: datetim
         s.CourseCreate(
             drug=plan.drug,
             route=plan.route,
-            start_on=start.date(),
+            start_on=builder.clinic_date(start),
             home_dose_mg=Decimal(100) if plan.route == "oral" else None,
         ),
         clock=clock,
@@ -551,7 +556,7 @@ def _today_session(builder: CareBuilder, patient_id: str, plan: Plan, now: datet
         staff.prescriber,
         builder.clinic,
         patient_id,
-        s.CourseCreate(drug=plan.drug, route=plan.route, start_on=clock().date()),
+        s.CourseCreate(drug=plan.drug, route=plan.route, start_on=builder.clinic_date(clock())),
         clock=clock,
     )
     builder.count(f"course_{plan.route}")
