@@ -239,7 +239,7 @@ def test_course_invariants(points):
     for before, after in zip(course.episodes, course.episodes[1:], strict=False):
         assert before.relapsed and before.end_at < after.start_at
     # A baseline already in remission (PHQ-9 < 5) judges nothing: no response, no remission.
-    in_remission = course.baseline.total <= 4
+    in_remission = course.baseline.total <= 4 and course.points[-1].total <= 4
     assert (course.status is OutcomeStatus.BASELINE_IN_REMISSION) == in_remission
     if course.first_response_at is None and course.first_remission_at is None:
         assert course.episodes == ()
@@ -418,6 +418,9 @@ def test_a_baseline_already_in_remission_claims_no_response_or_remission():
     assert course.first_response_at is None and course.first_remission_at is None
     assert [p.total for p in course.points] == [1, 0]  # still plotted
     assert course.as_dict()["status"] == "baseline_in_remission"
+    # getting worse from it shows: the latest score's category, still no response claimed
+    worse = evaluate_course("PHQ-9", [(day(-1), 4), (day(2), 1), (day(9), 22)], [day(0)])
+    assert worse.status is OutcomeStatus.NO_RESPONSE and worse.first_response_at is None
     # one point above the threshold and the usual rules apply
     assert evaluate_course("PHQ-9", [(day(-1), 5), (day(2), 1)], [day(0)]).status is (
         OutcomeStatus.REMISSION

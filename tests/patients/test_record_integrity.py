@@ -7,13 +7,14 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
 from ketaflow.patients import screening_service
 from ketaflow.patients import service as patients_service
+from ketaflow.patients.tables import HistoryRevision
 from ketaflow.security import audit
 from ketaflow.security.tables import AuditEvent
 from measures.measures_builders import phq9, record
@@ -366,3 +367,36 @@ def test_a_course_needs_a_screening_of_the_history_as_it_stands(api, clinic_cloc
     )
     assert rescreened["decision"] == "ineligible"
     assert prescriber.post(f"/api/v1/patients/{pid}/courses", json=body).status_code == 409
+
+
+def test_a_history_stored_before_names_were_required_still_reads(stack, api):
+    prescriber = api("prescriber")
+    pid = _patient(prescriber)
+    old = {
+        "antidepressant_trials": [
+            {"drug": "  ", "weeks": 8, "adequate": True, "outcome": "no_response"},
+            {"drug": " sertraline ", "weeks": 8, "adequate": True, "outcome": "no_response"},
+        ],
+        "current_medications": [{"name": " ", "medication_class": "other"}],
+        "substance_use": {"disorder": "none", "substances": ["", " alcohol "]},
+    }
+    with stack.db.transaction() as session:  # as the previous release stored it
+        session.add(
+            HistoryRevision(
+                patient_id=pid,
+                revision=1,
+                document=old,
+                recorded_by=None,
+                recorded_at=datetime.now(UTC),
+            )
+        )
+    history = ok(prescriber.get(f"/api/v1/patients/{pid}/history"))["history"]
+    assert [t["drug"] for t in history["antidepressant_trials"]] == ["(not named)", "sertraline"]
+    assert history["current_medications"][0]["name"] == "(not named)"
+    assert history["substance_use"]["substances"] == ["alcohol"]
+    ok(
+        prescriber.post(
+            f"/api/v1/patients/{pid}/screenings", json={"drug": "ketamine", "route": "iv"}
+        ),
+        201,
+    )

@@ -367,8 +367,12 @@ def evaluate_course(
 
     best = min(outcomes, key=lambda p: (p.total, p.taken_at))
     if threshold is not None and baseline.total <= threshold.max_total:
+        # no response or remission is claimed from such a baseline; a patient getting worse
+        # from it still shows (the latest score's category, e.g. no_response at PHQ-9 22)
+        latest = outcomes[-1]
+        still_in_remission = latest.total <= threshold.max_total
         return CourseOutcome(
-            status=OutcomeStatus.BASELINE_IN_REMISSION,
+            status=OutcomeStatus.BASELINE_IN_REMISSION if still_in_remission else latest.category,
             baseline=baseline,
             first_dose_at=baseline.first_dose_at,
             points=outcomes,

@@ -197,3 +197,38 @@ class PatientHistory(_Value):
 
     def medication_classes(self) -> frozenset[MedicationClass]:
         return frozenset(m.medication_class for m in self.current_medications)
+
+
+UNNAMED = "(not named)"
+
+
+def _clean_name(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    return value.strip() or UNNAMED
+
+
+def from_stored(document: dict) -> PatientHistory:
+    """A stored revision, read: revisions saved before names were stripped and required
+    (blank drug or medication names, empty substances) read as they meant, never as an error
+    that would leave the patient's history unreadable and unsaveable. Only input is strict."""
+    doc = dict(document)
+    doc["antidepressant_trials"] = [
+        {**t, "drug": _clean_name(t.get("drug"))} if isinstance(t, dict) else t
+        for t in doc.get("antidepressant_trials") or ()
+    ]
+    doc["current_medications"] = [
+        {**m, "name": _clean_name(m.get("name"))} if isinstance(m, dict) else m
+        for m in doc.get("current_medications") or ()
+    ]
+    substance_use = doc.get("substance_use")
+    if isinstance(substance_use, dict):
+        doc["substance_use"] = {
+            **substance_use,
+            "substances": [
+                s.strip() if isinstance(s, str) else s
+                for s in substance_use.get("substances") or ()
+                if not isinstance(s, str) or s.strip()
+            ],
+        }
+    return PatientHistory.model_validate(doc)

@@ -14,6 +14,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from ketaflow.core.clock import Clock, clinic_today, utc_now
 from ketaflow.core.db import Database
 from ketaflow.core.errors import Conflict, InvalidInput, NotFound, StaleVersion
+from ketaflow.patients import history as history_values
 from ketaflow.patients import rules
 from ketaflow.patients.history import PatientHistory
 from ketaflow.patients.schemas import MeasurementIn, PatientCreate, PatientUpdate
@@ -362,7 +363,7 @@ def current_history(session: Session, patient_id: str) -> HistoryView:
     if row is None:
         return HistoryView(patient_id, 0, None, PatientHistory())
     return HistoryView(
-        patient_id, row.revision, row.recorded_at, PatientHistory.model_validate(row.document)
+        patient_id, row.revision, row.recorded_at, history_values.from_stored(row.document)
     )
 
 
