@@ -10,6 +10,7 @@ import re
 import shutil
 import threading
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,6 +19,7 @@ from sqlalchemy import select
 
 from ketaflow.core.access_log import RedactAccessLog
 from ketaflow.measures.tables import Assessment, QuestionnaireLink
+from ketaflow.treatment.tables import DosingSessionRow
 from measures.measures_builders import add_course, audit_events, phq9, register_patient
 
 DAY = timedelta(days=1)
@@ -539,3 +541,36 @@ def test_in_a_browser_a_yes_after_no_to_question_2_is_asked_again_and_kept(api, 
             browser.close()
     (row,) = _assessments(stack, patient_id)
     assert row.answers == {**answers, "2": 1} and row.band_code == "high"
+
+
+def test_a_later_dose_does_not_add_a_link_on_a_day_already_planned(
+    api, stack, clinic_clock, patient_id
+):
+    first = clinic_clock.set(datetime.now(UTC).replace(microsecond=0) - 8 * DAY)
+    second = first + 7 * DAY
+    _, (_, later) = add_course(
+        stack.db,
+        patient_id,
+        [first, second],
+        phase="maintenance",
+        kinds=["maintenance", "maintenance"],
+    )
+
+    def dosed(at):
+        with stack.db.transaction() as session:
+            session.get(DosingSessionRow, later).dose_started_at = at
+
+    nurse = api("nurse")
+    url = f"/api/v1/patients/{patient_id}/questionnaire-links/schedule"
+    dosed(None)  # planned after the first dose, before the second: weekly links weeks ahead
+    clinic_clock.set(first + timedelta(hours=1))
+    planned = nurse.post(url, json={"horizon_days": 28})
+    assert planned.status_code == 200, planned.text
+    dosed(second)  # then the second weekly dose is given, and the schedule run again
+    clinic_clock.set(second + timedelta(hours=1))
+    assert nurse.post(url, json={"horizon_days": 28}).status_code == 200
+    links = nurse.get(f"/api/v1/patients/{patient_id}/questionnaire-links").json()
+    opens = sorted(datetime.fromisoformat(link["available_from"]) for link in links)
+    assert all(b - a >= DAY for a, b in pairwise(opens)), opens
+    # the second dose's 7-day day is asked once, by the weekly link already planned
+    assert sum(abs(o - (second + 7 * DAY)) < DAY for o in opens) == 1

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -400,3 +400,18 @@ def test_a_history_stored_before_names_were_required_still_reads(stack, api):
         ),
         201,
     )
+
+
+def test_an_assessment_stamped_just_past_the_clinics_midnight_does_not_block_screening(
+    api, clinic_clock
+):
+    # 23:58 in New York; a tablet's clock 4 minutes ahead stamps the PHQ-9 tomorrow
+    now = clinic_clock.set(datetime.fromisoformat("2031-08-12T23:58:00-04:00"))
+    prescriber = api("prescriber")
+    pid = _patient(prescriber, {"diagnoses": MDD, "antidepressant_trials": TRIALS})
+    record(prescriber, pid, "PHQ-9", phq9(9, item9=1), taken_at=now + timedelta(minutes=4))
+    result = prescriber.post(
+        f"/api/v1/patients/{pid}/screenings", json={"drug": "ketamine", "route": "iv"}
+    )
+    assert result.status_code == 201, result.text
+    assert any("2031-08-12" in r["message"] for r in result.json()["reasons"])

@@ -652,13 +652,13 @@ def latest_safety_inputs(
 
 
 def screening_flags(
-    session: Session, patient_id: str, clinic_timezone: str, since: date
+    session: Session, patient_id: str, clinic_timezone: str, since: date, today: date
 ) -> list[AssessmentFlag]:
     """PHQ-9 item 9 and C-SSRS risk flags, dated by the clinic's calendar, as eligibility
     screening reads them (patients.screening_service.AssessmentFlags): every result from the
     clinic date `since` on, since screening counts any positive one in its look-back (a later
     negative does not cancel it), and the latest of each scale whatever its date, so an old
-    one is reported as not counted."""
+    one is reported as not counted. Dates after `today` (the screening's) count as today."""
     zone = ZoneInfo(clinic_timezone)
     # a day early in UTC, then the clinic date decides
     earliest = datetime.combine(since - timedelta(days=1), time(), tzinfo=UTC)
@@ -677,7 +677,9 @@ def screening_flags(
             rows[row.id] = row
     flags: list[AssessmentFlag] = []
     for row in sorted(rows.values(), key=lambda r: (r.taken_at, r.id)):
-        completed_on = row.taken_at.astimezone(zone).date()
+        # an assessment may be stamped up to CLOCK_SKEW ahead (a device's clock): just before
+        # the clinic's midnight that is tomorrow, which screening would refuse as impossible
+        completed_on = min(row.taken_at.astimezone(zone).date(), today)
         if row.instrument_code == "PHQ-9":
             item9 = row.answers.get("9")
             if isinstance(item9, int):
@@ -1280,23 +1282,41 @@ def schedule_links(
                 if keys
                 else set()
             )
-            created = [
-                _new_link(
-                    session,
-                    actor,
-                    settings,
-                    patient_id,
-                    codes,
-                    purpose=p.purpose,
-                    available_from=p.available_from,
-                    expires_at=p.available_from + valid_for,
-                    now=now,
-                    schedule_key=p.schedule_key,
-                    dosing_session_id=p.dosing_session_id,
+            # links this patient already has, unused, opening within a day of a new one: a
+            # weekly link planned weeks ahead and a dose's 7-day link planned after the dose
+            # would otherwise ask the same question the same day
+            pending = list(
+                session.scalars(
+                    select(QuestionnaireLink.available_from).where(
+                        QuestionnaireLink.patient_id == patient_id,
+                        QuestionnaireLink.schedule_key.is_not(None),
+                        QuestionnaireLink.used_at.is_(None),
+                        QuestionnaireLink.expires_at > now,
+                    )
                 )
-                for p in plan
-                if p.schedule_key not in existing
-            ]
+            )
+            created: list[LinkView] = []
+            for p in plan:
+                if p.schedule_key in existing:
+                    continue
+                if any(abs(p.available_from - at) < SAME_DAY for at in pending):
+                    continue
+                created.append(
+                    _new_link(
+                        session,
+                        actor,
+                        settings,
+                        patient_id,
+                        codes,
+                        purpose=p.purpose,
+                        available_from=p.available_from,
+                        expires_at=p.available_from + valid_for,
+                        now=now,
+                        schedule_key=p.schedule_key,
+                        dosing_session_id=p.dosing_session_id,
+                    )
+                )
+                pending.append(p.available_from)
             return created, len(existing)
     except IntegrityError as exc:  # a concurrent planner took the same keys first
         raise Conflict("the schedule was being planned at the same time: try again") from exc

@@ -27,8 +27,8 @@ from ketaflow.security.permissions import (
 )
 
 # Reads the assessment flags (measures) inside the caller's transaction: (session, patient id,
-# clinic timezone, earliest clinic date of the look-back).
-AssessmentFlags = Callable[[Session, str, str, date], Sequence[object]]
+# clinic timezone, earliest clinic date of the look-back, the screening's date).
+AssessmentFlags = Callable[[Session, str, str, date, date], Sequence[object]]
 
 # What a treatment course may start on: a favourable decision, or an overridden refusal.
 USABLE_DECISIONS = frozenset({"eligible", "eligible_with_cautions"})
@@ -83,7 +83,7 @@ def screen_patient(
         policy = replace(DEFAULT_POLICY, validity_days=settings.screening_validity_days)
         since = today - timedelta(days=policy.assessment_lookback_days)
         flags = (
-            assessment_flags(session, patient_id, settings.clinic_timezone, since)
+            assessment_flags(session, patient_id, settings.clinic_timezone, since, today)
             if assessment_flags
             else ()
         )
