@@ -23,7 +23,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from ketaflow.treatment.errors import InvalidProtocolOverride
 
@@ -443,15 +450,30 @@ class Protocol(_Value):
         return [a.id for a in self.alarms]
 
     @model_validator(mode="after")
-    def _consistent(self) -> Protocol:
+    def _consistent(self, info: ValidationInfo) -> Protocol:
         ids = self.alarm_ids
         if len(ids) != len(set(ids)):
             raise ValueError("alarm ids must be unique")
         if isinstance(self.dose_rule, WeightBasedDose) and self.weight_max_age_days is None:
             raise ValueError("a weight-based dose needs weight_max_age_days")
-        if self.drug is Drug.esketamine:
+        # The label floors judge a clinic's overrides as they are applied (the defaults, the
+        # clinic file, `apply_overrides`), never a course's stored snapshot: a course started
+        # under an override that was legal then keeps its protocol (`stored_protocol`).
+        if self.drug is Drug.esketamine and not (info.context or {}).get(_STORED_SNAPSHOT):
             _esketamine_label_floors(self)
         return self
+
+
+_STORED_SNAPSHOT = "stored_snapshot"
+
+
+def stored_protocol(data: Mapping[str, Any]) -> Protocol:
+    """A course's protocol snapshot read back as stored when the course was booked.
+
+    The snapshot was validated, floors included, when its overrides were applied; floors
+    added or tightened since apply to new courses only, so reading an older course back (its
+    sessions, the worklist, every action on it) never fails on them."""
+    return Protocol.model_validate(data, context={_STORED_SNAPSHOT: True})
 
 
 # Label section 2 (reference §1, H): 56 mg = 2 devices, 84 mg = 3.

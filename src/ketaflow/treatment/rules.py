@@ -21,7 +21,7 @@ Pure: no database, no clock (`now` is a parameter), no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 from itertools import pairwise
@@ -803,7 +803,7 @@ def evaluate_pre_dose_checks(
                 )
             )
 
-    results.extend(_vitals_checks(session, protocol, now))
+    results.extend(_vitals_checks(session, protocol, now, tz))
 
     if inputs.last_dose_at is None:
         add(_result("dose_spacing", True, CheckKind.block, "no previous dose", _SRC_SPACING))
@@ -885,8 +885,30 @@ def evaluate_pre_dose_checks(
     return tuple(results)
 
 
+def _pre_dose_readings_since(session: DosingSession, now: datetime, zone: ZoneInfo) -> datetime:
+    """Pre-dose checks read the readings taken since check-in on the run's own clinic day:
+    a session deferred one day and re-run the next needs that day's readings, never
+    yesterday's."""
+    day_start = datetime.combine(now.astimezone(zone).date(), time.min, tzinfo=zone)
+    checked_in = session.checked_in_at
+    return day_start if checked_in is None or checked_in < day_start else checked_in
+
+
+def _earlier_day_note(
+    session: DosingSession, measures: Iterable[Measure], since: datetime, now: datetime
+) -> str:
+    """Say so when what is missing today was recorded on an earlier day of this session."""
+    earlier = any(
+        latest_reading_with(session.readings, m, not_before=session.checked_in_at, not_after=now)
+        is not None
+        and latest_reading_with(session.readings, m, not_before=since, not_after=now) is None
+        for m in measures
+    )
+    return " (readings from an earlier day do not count: record today's)" if earlier else ""
+
+
 def _required_pre_dose_readings(
-    session: DosingSession, protocol: Protocol, now: datetime
+    session: DosingSession, protocol: Protocol, now: datetime, since: datetime
 ) -> list[CheckResult]:
     """Each pre-dose reading the protocol's plan requires for discharge (esketamine: BP, HR,
     SpO2, MOAA/S and CADSS-6 before dosing, label sections 2 and 5 and the REMS form,
@@ -894,7 +916,6 @@ def _required_pre_dose_readings(
     readings and cannot pass without them, and a reading dated before the dose cannot be added
     once it has started, so an override would strand the patient in monitoring."""
     results: list[CheckResult] = []
-    since = session.checked_in_at
     for point in protocol.monitoring.points:
         if point.anchor is not Anchor.pre_dose or not point.required_for_discharge:
             continue
@@ -911,16 +932,19 @@ def _required_pre_dose_readings(
                 f"{point.label}: recorded"
                 if not missing
                 else f"{point.label}: record {', '.join(missing)} before dosing "
-                "(discharge needs this reading)",
+                "(discharge needs this reading)"
+                + _earlier_day_note(session, (Measure(m) for m in missing), since, now),
                 "protocol monitoring plan",
             )
         )
     return results
 
 
-def _vitals_checks(session: DosingSession, protocol: Protocol, now: datetime) -> list[CheckResult]:
+def _vitals_checks(
+    session: DosingSession, protocol: Protocol, now: datetime, zone: ZoneInfo
+) -> list[CheckResult]:
     results: list[CheckResult] = []
-    since = session.checked_in_at
+    since = _pre_dose_readings_since(session, now, zone)
     bp = latest_reading_with(session.readings, Measure.systolic, not_before=since, not_after=now)
     hr = latest_reading_with(session.readings, Measure.heart_rate, not_before=since, not_after=now)
     if bp is None or hr is None:
@@ -929,11 +953,12 @@ def _vitals_checks(session: DosingSession, protocol: Protocol, now: datetime) ->
                 "pre_dose_vitals_recorded",
                 False,
                 CheckKind.block,
-                "record pre-dose blood pressure and heart rate",
+                "record pre-dose blood pressure and heart rate"
+                + _earlier_day_note(session, (Measure.systolic, Measure.heart_rate), since, now),
                 "protocol monitoring plan",
             )
         )
-    results.extend(_required_pre_dose_readings(session, protocol, now))
+    results.extend(_required_pre_dose_readings(session, protocol, now, since))
     limits = protocol.pre_dose_limits
     if limits is None:
         return results
@@ -1212,9 +1237,16 @@ def _require_spacing_at_dose(
     if days >= protocol.min_days_between_doses:
         return
     run = session.last_check_run
-    seen = run.last_dose_at if run is not None else None
-    if "dose_spacing" in session.overridden_rule_ids and seen is not None and seen >= last_dose_at:
-        return  # the prescriber overrode the spacing knowing this very dose
+    if "dose_spacing" in session.overridden_rule_ids and run is not None:
+        if run.last_dose_at is not None:
+            seen = run.last_dose_at >= last_dose_at
+        else:
+            # A run stored before runs recorded the dose they saw (its spacing failed, so it
+            # saw one): every dose dated at or before the run counts as seen by it.
+            spacing_failed = any(r.rule_id == "dose_spacing" and not r.passed for r in run.results)
+            seen = spacing_failed and last_dose_at <= run.at
+        if seen:
+            return  # the prescriber overrode the spacing knowing this very dose
     raise _refuse(
         "dose_spacing",
         session,
@@ -1224,6 +1256,29 @@ def _require_spacing_at_dose(
             f"{protocol.name} needs at least {protocol.min_days_between_doses} day(s) between "
             "doses: stop this session and reschedule it",
             _SRC_SPACING,
+        ),
+    )
+
+
+def _require_cleared_today(session: DosingSession, now: datetime, clinic_timezone: str) -> None:
+    """The checks that cleared the session read that clinic day's readings and answers: a
+    dose on a later day needs them taken again."""
+    run = session.last_check_run
+    zone = ZoneInfo(clinic_timezone)
+    today = now.astimezone(zone).date()
+    run_day = run.at.astimezone(zone).date() if run is not None else None
+    if run_day == today:
+        return
+    raise _refuse(
+        "cleared_on_another_day",
+        session,
+        Reason(
+            "pre_dose_checks_today",
+            f"the pre-dose checks that cleared this session were run on "
+            f"{run_day.isoformat() if run_day else 'no day'}, not today ({today.isoformat()}): "
+            "its readings and answers are out of date; stop this session (reason "
+            "deferred_to_another_day) and book the dose again",
+            "pre-dose checks on the day of the dose (label sections 2 and 5, reference §1)",
         ),
     )
 
@@ -1251,6 +1306,7 @@ def start_dose(
     _require_state(session, "start_dose", {SessionState.cleared})
     _require_role(session, actor, "start_dose", _CLINICAL)
     _require_time_order(session, now)
+    _require_cleared_today(session, now, clinic_timezone)
     _require_spacing_at_dose(session, protocol, last_dose_at, now, clinic_timezone)
     problems: list[Reason] = []
     rule = protocol.dose_rule

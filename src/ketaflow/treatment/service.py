@@ -47,7 +47,14 @@ from ketaflow.treatment.clinic import ClinicConfig
 from ketaflow.treatment.discharge import DischargeInputs
 from ketaflow.treatment.errors import RuleViolation
 from ketaflow.treatment.monitoring import AdverseEvent, Reading
-from ketaflow.treatment.protocols import DeviceDose, FixedDose, Protocol, ProtocolId, Route
+from ketaflow.treatment.protocols import (
+    DeviceDose,
+    FixedDose,
+    Protocol,
+    ProtocolId,
+    Route,
+    stored_protocol,
+)
 from ketaflow.treatment.rules import DosingSession, SessionState
 from ketaflow.treatment.tables import Chair, Consent, Course, DosingSessionRow, HomeDose
 
@@ -188,7 +195,8 @@ def rules_actor(actor: Actor) -> rules.Actor:
 
 
 def course_protocol(course: Course) -> Protocol:
-    return Protocol.model_validate(course.protocol)
+    # As stored: today's label floors check overrides as applied, not older courses.
+    return stored_protocol(course.protocol)
 
 
 def load_course(session: Session, course_id: str) -> Course:
@@ -1099,15 +1107,13 @@ def pre_dose_inputs(
     on_current_history = (
         screening is not None and (screening.history_revision or 0) == history_revision
     )
-    if screening is not None and not on_current_history:
-        # the history was revised after the course's screening: a newer screening of the
-        # current history, if usable today, covers the dose
+    today = clinic_today(now, clinic.opening_hours.timezone)
+    if screening is None or not on_current_history or screening.expires_on < today:
+        # the course's screening no longer covers the dose (the history was revised after
+        # it, or it expired): a newer screening of the current history, if usable today,
+        # covers it; the newest decision wins, so a newer refusal leaves the check failing
         newer = screening_service.valid_screening(
-            session,
-            row.patient_id,
-            course.drug,
-            course.route,
-            clinic_today(now, clinic.opening_hours.timezone),
+            session, row.patient_id, course.drug, course.route, today
         )
         if newer is not None:
             screening, on_current_history = newer, True
@@ -1469,6 +1475,19 @@ def acknowledge_alarm(
     data: s.AcknowledgeIn,
     clock: Clock = utc_now,
 ) -> SessionView:
+    # Alarm ids are "{reading}:{threshold}": the audit log names the reading only, never the
+    # threshold crossed (clinical content stays in the chart).
+    detail: dict[str, object] = {}
+
+    def step(_session, _row, doc, _p, now):
+        outcome = rules.acknowledge_alarm(
+            doc, alarm_id=alarm_id, actor=rules_actor(actor), now=now, note=data.note
+        )
+        alarm = next((a for a in doc.alarms if a.id == alarm_id), None)
+        if alarm is not None:
+            detail["reading"] = alarm.reading_id
+        return outcome
+
     return _act(
         db,
         actor,
@@ -1476,11 +1495,9 @@ def acknowledge_alarm(
         data.version,
         SESSION_CLINICAL,
         "acknowledge_alarm",
-        lambda _s, _r, doc, _p, now: rules.acknowledge_alarm(
-            doc, alarm_id=alarm_id, actor=rules_actor(actor), now=now, note=data.note
-        ),
+        step,
         clock,
-        detail={"alarm": alarm_id},
+        detail=detail,
     )
 
 
