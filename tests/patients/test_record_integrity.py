@@ -415,3 +415,22 @@ def test_an_assessment_stamped_just_past_the_clinics_midnight_does_not_block_scr
     )
     assert result.status_code == 201, result.text
     assert any("2031-08-12" in r["message"] for r in result.json()["reasons"])
+
+
+def test_a_birth_date_correction_cannot_come_after_a_stored_assessment(api, clinic_clock):
+    clinic_clock.set(datetime.fromisoformat("2031-09-01T10:00:00-04:00"))
+    prescriber = api("prescriber")
+    pid = _patient(prescriber, birth_date="1990-01-01")
+    record(
+        prescriber,
+        pid,
+        "PHQ-9",
+        phq9(6),
+        taken_at=datetime.fromisoformat("2025-06-01T10:00:00-04:00"),
+    )
+    response = prescriber.patch(
+        f"/api/v1/patients/{pid}", json={"version": 1, "birth_date": "2025-12-01"}
+    )
+    assert _field(response) == "birth_date"
+    assert "first assessment (2025-06-01)" in response.json()["detail"]
+    assert ok(prescriber.get(f"/api/v1/patients/{pid}"))["birth_date"] == "1990-01-01"

@@ -602,6 +602,19 @@ def acknowledge_alert(
         return AlertView(alert, code, actor.username)
 
 
+def earliest_record_dates(
+    session: Session, patient_id: str, clinic_timezone: str
+) -> list[tuple[str, date]]:
+    """The patient's first assessment, by the clinic's calendar (patients.service.RecordDates;
+    inside the caller's transaction, which authorizes and audits)."""
+    first = session.scalar(
+        select(func.min(Assessment.taken_at)).where(Assessment.patient_id == patient_id)
+    )
+    if first is None:
+        return []
+    return [("first assessment", first.astimezone(ZoneInfo(clinic_timezone)).date())]
+
+
 def latest_assessment(
     session: Session, patient_id: str, code: str, since: datetime | None = None
 ) -> Assessment | None:

@@ -24,6 +24,7 @@ from ketaflow.patients.schemas import (
     ScreeningRequest,
 )
 from ketaflow.security.dependencies import ActorDep, ClockDep, DbDep, SettingsDep
+from ketaflow.therapy import service as therapy
 
 router = APIRouter(prefix="/patients", tags=["patients"])
 
@@ -85,9 +86,23 @@ def update_patient(
 ) -> PatientOut:
     return _out(
         service.update_patient(
-            db, actor, patient_id, body, clock=clock, clinic_timezone=settings.clinic_timezone
+            db,
+            actor,
+            patient_id,
+            body,
+            clock=clock,
+            clinic_timezone=settings.clinic_timezone,
+            other_records=_other_record_dates,
         )
     )
+
+
+def _other_record_dates(session, patient_id: str, clinic_timezone: str) -> list[tuple[str, date]]:
+    """What other capabilities hold dated for the patient (patients.service.RecordDates)."""
+    return [
+        *measures.earliest_record_dates(session, patient_id, clinic_timezone),
+        *therapy.earliest_record_dates(session, patient_id, clinic_timezone),
+    ]
 
 
 @router.post("/{patient_id}/measurements", response_model=MeasurementOut, status_code=201)

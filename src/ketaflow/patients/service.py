@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -160,7 +161,10 @@ def update_patient(
     clock: Clock = utc_now,
     *,
     clinic_timezone: str,
+    other_records: RecordDates | None = None,
 ) -> PatientView:
+    """`other_records` names the earliest dated records other capabilities hold for the
+    patient (assessments, therapy, doses), so a birth-date correction cannot land after them."""
     security.require(db, actor, PATIENT_UPDATE, "patient", patient_id, patient_id=patient_id)
     now = clock()
     fields = changes.model_dump(exclude_unset=True, exclude={"version"})
@@ -177,6 +181,14 @@ def update_patient(
                 )
             if "birth_date" in fields:
                 _check_records_after_birth(session, patient_id, fields["birth_date"])
+                for name, day in (other_records or _no_records)(
+                    session, patient_id, clinic_timezone
+                ):
+                    if day < fields["birth_date"]:
+                        raise InvalidInput(
+                            f"birth_date is after the patient's {name} ({day.isoformat()})",
+                            field_name="birth_date",
+                        )
             mrn = fields.get("mrn")
             if (
                 mrn
@@ -205,6 +217,15 @@ def update_patient(
         ) from exc
     except IntegrityError as exc:  # a concurrent update or registration took the same MRN
         raise Conflict("MRN is already in use") from exc
+
+
+# (session, patient id, clinic time zone) -> (what, clinic date) of a capability's earliest
+# dated records of the patient.
+RecordDates = Callable[[Session, str, str], Iterable[tuple[str, date]]]
+
+
+def _no_records(_session: Session, _patient_id: str, _timezone: str) -> list[tuple[str, date]]:
+    return []
 
 
 def _check_records_after_birth(session: Session, patient_id: str, birth_date: date) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ketaflow.core.clock import Clock, utc_now
@@ -119,6 +120,21 @@ def record_therapy_session(
             now=now,
         )
         return row
+
+
+def earliest_record_dates(
+    session: Session, patient_id: str, clinic_timezone: str
+) -> list[tuple[str, date]]:
+    """The patient's first therapy session, by the clinic's calendar
+    (patients.service.RecordDates; in the caller's transaction)."""
+    first = session.scalar(
+        select(func.min(TherapySessionRow.held_at)).where(
+            TherapySessionRow.patient_id == patient_id
+        )
+    )
+    if first is None:
+        return []
+    return [("first therapy session", first.astimezone(ZoneInfo(clinic_timezone)).date())]
 
 
 def list_therapy_sessions(db: Database, actor: Actor, patient_id: str) -> list[TherapySessionRow]:
