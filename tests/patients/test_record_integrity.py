@@ -434,3 +434,21 @@ def test_a_birth_date_correction_cannot_come_after_a_stored_assessment(api, clin
     assert _field(response) == "birth_date"
     assert "first assessment (2025-06-01)" in response.json()["detail"]
     assert ok(prescriber.get(f"/api/v1/patients/{pid}"))["birth_date"] == "1990-01-01"
+
+
+def test_a_birth_date_correction_cannot_come_after_a_signed_consent(api, clinic_clock):
+    clinic_clock.set(datetime.fromisoformat("2031-09-01T10:00:00-04:00"))
+    prescriber = api("prescriber")
+    pid = _patient(prescriber, birth_date="1990-01-01")
+    ok(
+        prescriber.post(
+            f"/api/v1/patients/{pid}/consents",
+            json={"kind": "treatment", "signed_on": "2024-03-03"},
+        ),
+        201,
+    )
+    response = prescriber.patch(
+        f"/api/v1/patients/{pid}", json={"version": 1, "birth_date": "2025-01-01"}
+    )
+    assert _field(response) == "birth_date"
+    assert "first consent (2024-03-03)" in response.json()["detail"]

@@ -25,6 +25,7 @@ from ketaflow.patients.schemas import (
 )
 from ketaflow.security.dependencies import ActorDep, ClockDep, DbDep, SettingsDep
 from ketaflow.therapy import service as therapy
+from ketaflow.treatment import service as treatment
 
 router = APIRouter(prefix="/patients", tags=["patients"])
 
@@ -102,6 +103,7 @@ def _other_record_dates(session, patient_id: str, clinic_timezone: str) -> list[
     return [
         *measures.earliest_record_dates(session, patient_id, clinic_timezone),
         *therapy.earliest_record_dates(session, patient_id, clinic_timezone),
+        *treatment.earliest_record_dates(session, patient_id, clinic_timezone),
     ]
 
 

@@ -104,6 +104,27 @@ class CourseMarker:
     ended_at: datetime | None
 
 
+def earliest_record_dates(
+    session: Session, patient_id: str, clinic_timezone: str
+) -> list[tuple[str, date]]:
+    """The patient's first consent and first dose, by the clinic's calendar
+    (patients.service.RecordDates; in the caller's transaction)."""
+    found: list[tuple[str, date]] = []
+    consent = session.scalar(
+        select(func.min(Consent.signed_on)).where(Consent.patient_id == patient_id)
+    )
+    if consent is not None:
+        found.append(("first consent", consent))
+    dose = session.scalar(
+        select(func.min(DosingSessionRow.dose_started_at)).where(
+            DosingSessionRow.patient_id == patient_id
+        )
+    )
+    if dose is not None:
+        found.append(("first dose", clinic_today(dose, clinic_timezone)))
+    return found
+
+
 def dose_timeline(session: Session, patient_id: str) -> list[DoseMarker]:
     """Every dose the patient was given in the clinic, oldest first."""
     rows = session.execute(
