@@ -123,16 +123,19 @@ def test_ideal_body_weight_when_the_clinic_turns_it_on():
             rule, weight_kg=Decimal(120), concentration_mg_per_ml=Decimal(10)
         )
     assert caught.value.rule_ids == ["height_needed"]
-    # Sex (other, unknown: None) is asked for only where the Devine formula is used.
+    # Sex (other, unknown: None) matters only where the Devine formula is used.
     lean_other = calculate_weight_based_dose(
         rule, weight_kg=Decimal(60), concentration_mg_per_ml=Decimal(10), height_cm=Decimal(170)
     )
     assert lean_other.weight_basis is WeightBasis.actual and lean_other.dose_mg == Decimal(30)
-    with pytest.raises(RuleViolation) as caught:
-        calculate_weight_based_dose(
-            rule, weight_kg=Decimal(120), concentration_mg_per_ml=Decimal(10), height_cm=175
-        )
-    assert caught.value.rule_ids == ["sex_needed"]
+    # Over the threshold, neither female nor male: the lower (female) Devine weight
+    other = calculate_weight_based_dose(
+        rule, weight_kg=Decimal(120), concentration_mg_per_ml=Decimal(10), height_cm=175
+    )
+    female = devine_ideal_body_weight_kg(Decimal(175), Sex.female).quantize(Decimal("0.1"))
+    assert other.weight_basis is WeightBasis.ideal and other.dosing_weight_kg == female
+    assert female < devine_ideal_body_weight_kg(Decimal(175), Sex.male)
+    assert any("the cautious choice" in note for note in other.notes)
 
 
 def test_bmi_and_devine_are_exact():

@@ -137,8 +137,8 @@ def calculate_weight_based_dose(
 
     `mg_per_kg` defaults to the protocol's; outside [min, max] it is refused. With
     `use_ideal_body_weight_when_obese`, a BMI above the threshold doses on Devine ideal body
-    weight (when lower than the actual weight); the height is then required, and the sex (female
-    or male, for the Devine formula) only when the BMI is over the threshold.
+    weight (when lower than the actual weight); the height is then required. The Devine formula
+    takes the sex; for a patient recorded as neither female nor male, its lower (female) form.
     Raises `RuleViolation("dose_not_allowed", ...)` with every problem.
     """
     weight_kg = Decimal(weight_kg)
@@ -174,27 +174,26 @@ def calculate_weight_based_dose(
                 )
             )
         elif patient_bmi > rule.obesity_bmi_threshold:
-            if sex is None:
-                problems.append(
-                    Reason(
-                        "sex_needed",
-                        f"BMI {patient_bmi.quantize(Decimal('0.1'))} > "
-                        f"{rule.obesity_bmi_threshold}: the clinic doses on ideal body weight, "
-                        "whose formula needs sex (female or male)",
-                        _SOURCE_IBW,
+            assert height_cm is not None
+            # The Devine formula is sex-specific. For a patient recorded as neither female nor
+            # male the lower (female) ideal weight is used: the smaller dose, the cautious
+            # side, and said so in the notes (a clinic choice, like the option itself).
+            formula_sex = sex if sex is not None else Sex.female
+            ideal = devine_ideal_body_weight_kg(Decimal(height_cm), formula_sex)
+            if Decimal(0) < ideal < weight_kg:
+                dosing_weight = ideal.quantize(Decimal("0.1"))
+                basis = WeightBasis.ideal
+                notes.append(
+                    f"BMI {patient_bmi.quantize(Decimal('0.1'))} > "
+                    f"{rule.obesity_bmi_threshold}: dosed on ideal body weight "
+                    f"{dosing_weight} kg (unconfirmed clinic option)"
+                    + (
+                        ""
+                        if sex is not None
+                        else "; sex not recorded as female or male: the lower (female) "
+                        "Devine formula, the cautious choice"
                     )
                 )
-            else:
-                assert height_cm is not None
-                ideal = devine_ideal_body_weight_kg(Decimal(height_cm), sex)
-                if Decimal(0) < ideal < weight_kg:
-                    dosing_weight = ideal.quantize(Decimal("0.1"))
-                    basis = WeightBasis.ideal
-                    notes.append(
-                        f"BMI {patient_bmi.quantize(Decimal('0.1'))} > "
-                        f"{rule.obesity_bmi_threshold}: dosed on ideal body weight "
-                        f"{dosing_weight} kg (unconfirmed clinic option)"
-                    )
     if problems:
         raise RuleViolation("dose_not_allowed", problems)
 
