@@ -66,8 +66,8 @@ def _slow_audit(monkeypatch, module, action: str, seconds: float = 0.4) -> None:
     monkeypatch.setattr(module.audit, "record", slow)
 
 
-def test_two_racing_overrides_keep_one_reason_and_refuse_the_other(stack, api, monkeypatch):
-    prescriber = api("prescriber")
+def _ineligible_screening(prescriber) -> tuple[str, dict]:
+    """A TRD patient with a label contraindication, screened for esketamine: ineligible."""
     pid = _patient(
         prescriber,
         {
@@ -83,6 +83,12 @@ def test_two_racing_overrides_keep_one_reason_and_refuse_the_other(stack, api, m
         ),
         201,
     )
+    return pid, screening
+
+
+def test_two_racing_overrides_keep_one_reason_and_refuse_the_other(stack, api, monkeypatch):
+    prescriber = api("prescriber")
+    pid, screening = _ineligible_screening(prescriber)
     assert screening["decision"] == "ineligible"
     url = f"/api/v1/patients/{pid}/screenings/{screening['id']}/override"
     _slow_audit(monkeypatch, screening_service, "screening.override")
@@ -313,21 +319,7 @@ def test_a_search_that_finds_nobody_on_this_page_is_still_audited(stack, api):
 
 def test_screening_audit_events_carry_no_decision(stack, api):
     prescriber = api("prescriber")
-    pid = _patient(
-        prescriber,
-        {
-            "diagnoses": MDD,
-            "antidepressant_trials": TRIALS,
-            "conditions": ["aneurysmal_vascular_disease"],
-        },
-    )
-    screening = ok(
-        prescriber.post(
-            f"/api/v1/patients/{pid}/screenings",
-            json={"drug": "esketamine", "route": "intranasal"},
-        ),
-        201,
-    )
+    pid, screening = _ineligible_screening(prescriber)
     ok(
         prescriber.post(
             f"/api/v1/patients/{pid}/screenings/{screening['id']}/override",

@@ -236,21 +236,10 @@ def login(
                 now=now,
                 detail={"why": "locked"},
             )
-        elif not checked:
-            # More attempts at once than the limit allows: refused unchecked, and the account
-            # locks (also if the attempt holding the last slot never finished).
-            locked = _lock_if_at_limit(session, settings, actor.user_id, now)
-            audit.record(
-                session,
-                actor,
-                "auth.login",
-                "user",
-                actor.user_id,
-                allowed=False,
-                now=now,
-                detail={"why": "too many attempts", "locked": locked},
-            )
         elif not correct:
+            # A wrong password, or more attempts at once than the limit allows (refused
+            # unchecked): the account locks at the limit, also if the attempt holding the
+            # last slot never finished.
             locked = _lock_if_at_limit(session, settings, actor.user_id, now)
             audit.record(
                 session,
@@ -260,7 +249,10 @@ def login(
                 actor.user_id,
                 allowed=False,
                 now=now,
-                detail={"why": "wrong password", "locked": locked},
+                detail={
+                    "why": "wrong password" if checked else "too many attempts",
+                    "locked": locked,
+                },
             )
         else:
             user.failed_login_count = 0

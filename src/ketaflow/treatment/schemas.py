@@ -282,22 +282,6 @@ class HomeDoseOut(BaseModel):
     recorded_at: datetime
 
 
-class SessionSummary(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    patient_id: str
-    course_id: str
-    kind: str
-    sequence: int
-    state: str
-    scheduled_start: datetime
-    expected_end: datetime
-    chair_id: str | None
-    dose_started_at: datetime | None
-    version: int
-
-
 class ScheduledSessionSummary(BaseModel):
     """A dosing session as booking, check-in and cancelling need it (front desk, clinic
     managers): who, when, which chair, its state and version; nothing clinical."""
@@ -314,6 +298,12 @@ class ScheduledSessionSummary(BaseModel):
     expected_end: datetime
     chair_id: str | None
     version: int
+
+
+class SessionSummary(ScheduledSessionSummary):
+    """The booking, with when the dose started (clinical readers)."""
+
+    dose_started_at: datetime | None
 
 
 class SessionScheduleOut(BaseModel):

@@ -422,6 +422,10 @@ def _add_sessions(
     return created
 
 
+# What a course shows clinical readers only (sessions are shown as bookings instead).
+CLINICAL_COURSE_FIELDS = frozenset({"screening_id", "home_dose_mg", "end_reason", "sessions"})
+
+
 @dataclass(frozen=True)
 class CourseView:
     course: Course
@@ -451,19 +455,8 @@ class CourseView:
         """The whole course for clinical readers, the booking view for everyone else."""
         if is_allowed(actor.role, SESSION_CLINICAL_READ):
             return self.out()
-        c = self.course
         return s.CourseScheduleOut(
-            id=c.id,
-            patient_id=c.patient_id,
-            drug=c.drug,
-            route=c.route,
-            protocol_id=c.protocol_id,
-            protocol_name=str(c.protocol.get("name", c.protocol_id)),
-            phase=c.phase,
-            status=c.status,
-            started_on=c.started_on,
-            ended_at=c.ended_at,
-            version=c.version,
+            **self.out().model_dump(exclude=CLINICAL_COURSE_FIELDS),
             sessions=[s.ScheduledSessionSummary.model_validate(r) for r in self.sessions],
         )
 
