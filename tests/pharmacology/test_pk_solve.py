@@ -224,3 +224,53 @@ def test_horizon_inside_an_infusion_uses_the_closed_form_integral():
                 np.trapezoid(curves[i], fine), rel=1e-6
             )
             assert summary[i, o, CMAX] == pytest.approx(curves[i].max(), rel=1e-6)
+
+
+def _disposition_matrix(volume, flow, clearance):
+    """V^-1/2 M V^-1/2 of a mammillary block, built directly."""
+    n = volume.shape[0]
+    s = np.zeros((n, n))
+    s[0, 0] = -(flow[1:].sum() + clearance[0]) / volume[0]
+    for j in range(1, n):
+        s[j, j] = -(flow[j] + clearance[j]) / volume[j]
+        s[0, j] = s[j, 0] = flow[j] / math.sqrt(volume[0] * volume[j])
+    return s
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+    degenerate=st.sampled_from(["none", "equal peripherals", "no coupling", "tiny coupling"]),
+)
+def test_block_eigen_lanes_matches_lapack_in_every_lane(n, seed, degenerate):
+    """Eigenpairs of a block of patients, lane by lane, including the lanes the closed form
+    hands to Jacobi (coinciding peripheral compartments, a vanishing coupling)."""
+    from ketaflow.pharmacology.solve import _block_eigen_lanes
+
+    rng = np.random.default_rng(seed)
+    lanes = 11  # fewer patients than the work arrays hold
+    volume = rng.uniform(2.0, 300.0, (lanes, n))
+    flow = rng.uniform(0.05, 3.0, (lanes, n))
+    clearance = np.zeros((lanes, n))
+    clearance[:, 0] = rng.uniform(0.2, 3.0, lanes)
+    clearance[::3, -1] += 0.5  # elimination from a peripheral compartment too
+    if n >= 3 and degenerate == "equal peripherals":
+        volume[::2, 2], flow[::2, 2] = volume[::2, 1], flow[::2, 1]
+    if n >= 2 and degenerate == "no coupling":
+        flow[1::2, 1] = 0.0
+    if n >= 2 and degenerate == "tiny coupling":
+        flow[::2, 1] = 1e-11
+    lam = np.empty((n, 16))
+    vec = np.empty((n, n, 16))
+    work = np.empty((n, n, 16))
+    ok = np.empty(16, dtype=np.bool_)
+    _block_eigen_lanes(volume, flow, clearance, 0, lanes, lam, vec, work, ok)
+    for b in range(lanes):
+        s = _disposition_matrix(volume[b], flow[b], clearance[b])
+        expected = np.linalg.eigvalsh(s)
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(np.sort(lam[:, b]), expected, rtol=1e-10, atol=1e-13 * scale)
+        v = vec[:, :, b]
+        np.testing.assert_allclose(s @ v, v * lam[:, b], atol=1e-10 * scale)
+        np.testing.assert_allclose(v.T @ v, np.eye(n), atol=1e-10)

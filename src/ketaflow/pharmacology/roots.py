@@ -104,7 +104,9 @@ def _load(modes, scalars, j, buf, mode_buf, slot, n_modes):  # pragma: no cover 
     buf[R_ROOT_LEVEL + slot] = math.nan
 
 
-@njit(cache=True, error_model="numpy")
+# contract: multiply-adds fused (FMA), one rounding instead of two: the exp polynomial and
+# the sums cost half as many instructions
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
     """Solve tasks first .. last - 1 in place (see the module doc). Up to SLOTS tasks are in
     play; a slot whose task finishes takes the next one, so lanes stay busy."""

@@ -187,96 +187,147 @@ def _jacobi_eigh(a, w, v):  # pragma: no cover - compiled
         w[i] = a[i, i]
 
 
-@njit(cache=True, error_model="numpy")
-def _arrowhead_eigh(s, lam, vec):  # pragma: no cover - compiled
-    """Eigen-decomposition of a 2 x 2 or 3 x 3 arrowhead matrix (central row and column, the
-    rest diagonal) in closed form: eigenvalues from the characteristic polynomial (quadratic,
-    or the trigonometric form of the cubic) refined by Newton steps on the secular equation
-    lam - s00 - sum_j s0j^2 / (lam - sjj) = 0; eigenvectors (1, s0j / (lam - sjj)) normalised.
-    Returns False (nothing usable written) when a coupling vanishes or two peripheral
-    diagonals almost coincide, where those formulas lose accuracy: the caller uses Jacobi."""
-    n = s.shape[0]
-    d0 = s[0, 0]
-    scale = abs(d0)
-    for j in range(1, n):
-        scale = max(scale, abs(s[j, j]), abs(s[0, j]))
-    for j in range(1, n):
-        if abs(s[0, j]) <= 1e-8 * scale:
-            return False
-        for k in range(j + 1, n):
-            if abs(s[j, j] - s[k, k]) <= 1e-6 * scale:
-                return False
-    if n == 2:
-        half_tr = 0.5 * (d0 + s[1, 1])
-        gap = math.hypot(0.5 * (d0 - s[1, 1]), s[0, 1])
-        lam[0] = half_tr - gap
-        lam[1] = half_tr + gap
-    else:
-        d1 = s[1, 1]
-        d2 = s[2, 2]
-        z1 = s[0, 1] * s[0, 1]
-        z2 = s[0, 2] * s[0, 2]
-        # det(lam I - S) = lam^3 + a lam^2 + b lam + c
-        a = -(d0 + d1 + d2)
-        b = d0 * d1 + d0 * d2 + d1 * d2 - z1 - z2
-        c = -(d0 * d1 * d2 - z1 * d2 - z2 * d1)
-        p = b - a * a / 3.0
-        q = 2.0 * a * a * a / 27.0 - a * b / 3.0 + c
-        if p >= 0.0:
-            return False  # a symmetric matrix with distinct roots has p < 0
-        r = 2.0 * math.sqrt(-p / 3.0)
-        arg = 3.0 * q / (p * r)
-        theta = math.acos(min(1.0, max(-1.0, arg))) / 3.0
-        for k in range(3):
-            lam[k] = r * math.cos(theta - 2.0 * math.pi * k / 3.0) - a / 3.0
-    for k in range(n):
-        x = lam[k]
-        for _it in range(3):
-            f = x - d0
-            fp = 1.0
-            for j in range(1, n):
-                inv = 1.0 / (x - s[j, j])
-                zz = s[0, j] * s[0, j]
-                f -= zz * inv
-                fp += zz * inv * inv
-            step = f / fp
-            x -= step
-            if abs(step) <= 1e-15 * abs(x):
-                break
-        lam[k] = x
-        norm = 1.0
-        for j in range(1, n):
-            vec[j, k] = s[0, j] / (x - s[j, j])
-            norm += vec[j, k] * vec[j, k]
-        inv_norm = 1.0 / math.sqrt(norm)
-        vec[0, k] = inv_norm
-        for j in range(1, n):
-            vec[j, k] *= inv_norm
-    return True
+SQRT3_HALF = 0.8660254037844386  # sin(2 pi / 3)
+NEWTON_STEPS = 3  # on the secular equation, after the closed-form estimate
 
 
 @njit(cache=True, error_model="numpy")
-def _block_eigen(volume, flow, clearance, lam, vec, s):  # pragma: no cover - compiled
-    """Eigen-decomposition of V^-1/2 M V^-1/2 for a mammillary block with elimination from
-    any compartment (s: n x n work array): closed form for 2 or 3 compartments, cyclic
-    Jacobi otherwise or where the closed form would lose accuracy."""
-    n = volume.shape[0]
-    s[:, :] = 0.0
-    total_flow = 0.0
+def _block_eigen_lanes(volume, flow, clearance, i0, nb, lam, vec, s, ok):  # pragma: no cover
+    """Eigen-decompositions of V^-1/2 M V^-1/2 for the mammillary blocks (elimination from any
+    compartment) of patients i0 .. i0 + nb - 1, patient b in lane b of lam (n, L) and
+    vec (n, n, L); s (n, n, L) is work space. Every loop runs over lanes, so LLVM vectorises
+    the arithmetic across patients (one patient at a time is latency-bound on its divisions).
+
+    2 or 3 compartments: an arrowhead matrix (central row and column, the rest diagonal) in
+    closed form, eigenvalues from the characteristic polynomial (quadratic, or the
+    trigonometric form of the cubic) refined by Newton steps on the secular equation
+    lam - s00 - sum_j s0j^2 / (lam - sjj) = 0, eigenvectors (1, s0j / (lam - sjj)) normalised.
+    Where a coupling vanishes or two peripheral diagonals almost coincide those formulas lose
+    accuracy (ok[b] False), and for more compartments, the patient gets cyclic Jacobi."""
+    n = volume.shape[1]
+    for b in range(nb):
+        ok[b] = True
+    for j in range(n):
+        for k in range(n):
+            for b in range(nb):
+                s[j, k, b] = 0.0
+    for b in range(nb):
+        s[0, 0, b] = clearance[i0 + b, 0]  # plus the flows, then over the volume
     for j in range(1, n):
-        total_flow += flow[j]
-        s[j, j] = -(flow[j] + clearance[j]) / volume[j]
-        off = flow[j] / math.sqrt(volume[0] * volume[j])
-        s[0, j] = off
-        s[j, 0] = off
-    s[0, 0] = -(total_flow + clearance[0]) / volume[0]
+        for b in range(nb):
+            i = i0 + b
+            s[0, 0, b] += flow[i, j]
+            s[j, j, b] = -(flow[i, j] + clearance[i, j]) / volume[i, j]
+            off = flow[i, j] / math.sqrt(volume[i, 0] * volume[i, j])
+            s[0, j, b] = off
+            s[j, 0, b] = off
+    for b in range(nb):
+        s[0, 0, b] = -s[0, 0, b] / volume[i0 + b, 0]
     if n == 1:
-        lam[0] = s[0, 0]
-        vec[0, 0] = 1.0
+        for b in range(nb):
+            lam[0, b] = s[0, 0, b]
+            vec[0, 0, b] = 1.0
         return
-    if (n == 2 or n == 3) and _arrowhead_eigh(s, lam, vec):
-        return
-    _jacobi_eigh(s, lam, vec)
+    # inner loops over lanes throughout (a loop over j inside would stop the vectorising)
+    scale = np.empty(nb)
+    acc = np.empty(nb)  # the secular function, then the eigenvector's squared norm
+    slope = np.empty(nb)
+    if n <= 3:
+        for b in range(nb):
+            scale[b] = abs(s[0, 0, b])
+        for j in range(1, n):
+            for b in range(nb):
+                scale[b] = max(scale[b], abs(s[j, j, b]), abs(s[0, j, b]))
+        for j in range(1, n):
+            for b in range(nb):
+                ok[b] = ok[b] & (abs(s[0, j, b]) > 1e-8 * scale[b])
+            for k in range(j + 1, n):
+                for b in range(nb):
+                    ok[b] = ok[b] & (abs(s[j, j, b] - s[k, k, b]) > 1e-6 * scale[b])
+    if n == 2:
+        for b in range(nb):
+            d0 = s[0, 0, b]
+            d1 = s[1, 1, b]
+            half_tr = 0.5 * (d0 + d1)
+            half_gap = 0.5 * (d0 - d1)
+            gap = math.sqrt(half_gap * half_gap + s[0, 1, b] * s[0, 1, b])
+            lam[0, b] = half_tr - gap
+            lam[1, b] = half_tr + gap
+    elif n == 3:
+        cos_t = np.empty(nb)
+        for b in range(nb):
+            d0 = s[0, 0, b]
+            d1 = s[1, 1, b]
+            d2 = s[2, 2, b]
+            z1 = s[0, 1, b] * s[0, 1, b]
+            z2 = s[0, 2, b] * s[0, 2, b]
+            # det(lam I - S) = lam^3 + a lam^2 + b lam + c
+            a = -(d0 + d1 + d2)
+            bb = d0 * d1 + d0 * d2 + d1 * d2 - z1 - z2
+            c = -(d0 * d1 * d2 - z1 * d2 - z2 * d1)
+            p = bb - a * a / 3.0
+            q = 2.0 * a * a * a / 27.0 - a * bb / 3.0 + c
+            ok[b] = ok[b] & (p < 0.0)  # a symmetric matrix with distinct roots has p < 0
+            p = min(p, -1e-300)
+            r = 2.0 * math.sqrt(-p / 3.0)
+            lam[0, b] = r  # the radius and the offset, until the angle is known
+            lam[1, b] = -a / 3.0
+            cos_t[b] = min(1.0, max(-1.0, 3.0 * q / (p * r)))
+        for b in range(nb):  # libm, one lane at a time: kept out of the vectorised loops
+            cos_t[b] = math.cos(math.acos(cos_t[b]) / 3.0)
+        for b in range(nb):
+            r = lam[0, b]
+            shift = lam[1, b]
+            ct = cos_t[b]
+            st = math.sqrt(max(0.0, 1.0 - ct * ct))  # theta in [0, pi / 3]: sin >= 0
+            # r cos(theta - 2 pi k / 3) - a / 3 for k = 0, 1, 2
+            lam[0, b] = r * ct + shift
+            lam[1, b] = r * (-0.5 * ct + SQRT3_HALF * st) + shift
+            lam[2, b] = r * (-0.5 * ct - SQRT3_HALF * st) + shift
+    if n <= 3:
+        for k in range(n):
+            for _it in range(NEWTON_STEPS):
+                for b in range(nb):
+                    acc[b] = lam[k, b] - s[0, 0, b]
+                    slope[b] = 1.0
+                for j in range(1, n):
+                    for b in range(nb):
+                        inv = 1.0 / (lam[k, b] - s[j, j, b])
+                        zz = s[0, j, b] * s[0, j, b]
+                        acc[b] -= zz * inv
+                        slope[b] += zz * inv * inv
+                for b in range(nb):
+                    x = lam[k, b]
+                    x_new = x - acc[b] / slope[b]
+                    # a lane that failed the checks may divide by zero: kept finite
+                    lam[k, b] = x_new if abs(x_new) < math.inf else x
+            for b in range(nb):
+                acc[b] = 1.0
+            for j in range(1, n):
+                for b in range(nb):
+                    v = s[0, j, b] / (lam[k, b] - s[j, j, b])
+                    vec[j, k, b] = v
+                    acc[b] += v * v
+            for b in range(nb):
+                acc[b] = 1.0 / math.sqrt(acc[b])
+                vec[0, k, b] = acc[b]
+            for j in range(1, n):
+                for b in range(nb):
+                    vec[j, k, b] *= acc[b]
+    work = np.empty((n, n))
+    w = np.empty(n)
+    v = np.empty((n, n))
+    for b in range(nb):
+        if n <= 3 and ok[b]:
+            continue
+        for j in range(n):
+            for k in range(n):
+                work[j, k] = s[j, k, b]
+        _jacobi_eigh(work, w, v)
+        for k in range(n):
+            lam[k, b] = w[k]
+            for j in range(n):
+                vec[j, k, b] = v[j, k]
 
 
 @njit(cache=True, error_model="numpy")
@@ -361,28 +412,46 @@ def _decompose(
     m_slots = poles.shape[2]
     block = 64  # patients per task: work arrays allocated once per block
     for blk in prange((n_patients + block - 1) // block):
+        i0 = blk * block
+        nb = min(n_patients, i0 + block) - i0
+        lanes_lam_p = np.empty((n_par, block))
+        lanes_vec_p = np.empty((n_par, n_par, block))
+        lanes_s_p = np.empty((n_par, n_par, block))
+        lanes_lam_m = np.empty((n_met, block))
+        lanes_vec_m = np.empty((n_met, n_met, block))
+        lanes_s_m = np.empty((n_met, n_met, block))
+        lanes_ok = np.empty(block, dtype=np.bool_)
+        _block_eigen_lanes(
+            par_v, par_q, par_cl, i0, nb, lanes_lam_p, lanes_vec_p, lanes_s_p, lanes_ok
+        )
+        if n_met > 0:
+            _block_eigen_lanes(
+                met_v, met_q, met_cl, i0, nb, lanes_lam_m, lanes_vec_m, lanes_s_m, lanes_ok
+            )
         lam_p = np.empty(n_par)
         vec_p = np.empty((n_par, n_par))
-        work_p = np.empty((n_par, n_par))
         lam_m = np.empty(n_met)
         vec_m = np.empty((n_met, n_met))
-        work_m = np.empty((n_met, n_met))
         mu = np.empty(m_slots)
         fac = np.full(m_slots, -1, dtype=np.int64)
         r_conc = np.zeros(m_slots)
         r_form = np.zeros(m_slots)
         use = np.zeros(N_FACTORS, dtype=np.bool_)
         out = np.empty(m_slots)
-        for i in range(blk * block, min(n_patients, (blk + 1) * block)):
+        for b in range(nb):
+            for k in range(n_par):
+                lam_p[k] = lanes_lam_p[k, b]
+                for j in range(n_par):
+                    vec_p[j, k] = lanes_vec_p[j, k, b]
+            for k in range(n_met):
+                lam_m[k] = lanes_lam_m[k, b]
+                for j in range(n_met):
+                    vec_m[j, k] = lanes_vec_m[j, k, b]
             _decompose_one(
-                i,
+                i0 + b,
                 par_v,
-                par_q,
-                par_cl,
                 par_fm,
                 met_v,
-                met_q,
-                met_cl,
                 path_block,
                 path_cmt,
                 path_ka,
@@ -392,10 +461,8 @@ def _decompose(
                 residues,
                 lam_p,
                 vec_p,
-                work_p,
                 lam_m,
                 vec_m,
-                work_m,
                 mu,
                 fac,
                 r_conc,
@@ -409,12 +476,8 @@ def _decompose(
 def _decompose_one(
     i,
     par_v,
-    par_q,
-    par_cl,
     par_fm,
     met_v,
-    met_q,
-    met_cl,
     path_block,
     path_cmt,
     path_ka,
@@ -424,10 +487,8 @@ def _decompose_one(
     residues,
     lam_p,
     vec_p,
-    work_p,
     lam_m,
     vec_m,
-    work_m,
     mu,
     fac,
     r_conc,
@@ -439,9 +500,6 @@ def _decompose_one(
     n_met = met_v.shape[1]
     n_paths = path_block.shape[0]
     m_slots = poles.shape[2]
-    _block_eigen(par_v[i], par_q[i], par_cl[i], lam_p, vec_p, work_p)
-    if n_met > 0:
-        _block_eigen(met_v[i], met_q[i], met_cl[i], lam_m, vec_m, work_m)
     for p in range(n_paths):
         ka = path_ka[i, p]
         j = path_cmt[p]
