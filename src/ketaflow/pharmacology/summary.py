@@ -48,6 +48,7 @@ from ketaflow.pharmacology.roots import (
     solve_tasks,
 )
 from ketaflow.pharmacology.solve import DoseEvents, ModalSystem, event_arrays
+from ketaflow.pharmacology.vecmath import expm1_lane
 
 # Columns of the summary array returned by `summarize`.
 SUMMARY_FIELDS = (
@@ -69,14 +70,16 @@ _PHI2_SERIES = tuple(1.0 / math.factorial(k + 2) for k in range(10))
 @njit(cache=True, inline="always", error_model="numpy")
 def _expm1_integral(x, em, delta):  # pragma: no cover - compiled
     """Integral of expm1(x t / delta) for t from 0 to delta (em = expm1(x)): delta times
-    (em - x) / x, by its series where that difference would cancel."""
-    if abs(x) > 0.1:
-        return delta * (em - x) / x
+    (em - x) / x, by its series where that difference would cancel. Branch-free, for loops
+    over patients that vectorise."""
+    small = abs(x) <= 0.1
+    xs = x if small else 0.0
     # Horner on sum_k x^k / (k + 2)!: ten terms reach rounding for |x| <= 0.1
     total = 0.0
     for k in range(9, -1, -1):
-        total = total * x + _PHI2_SERIES[k]
-    return delta * x * total
+        total = total * xs + _PHI2_SERIES[k]
+    x_safe = 1.0 if small else x
+    return delta * xs * total if small else delta * (em - x) / x_safe
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -352,25 +355,13 @@ def _summarize_block(
     scalars = np.empty((N_TASK_ROWS, capacity))
     n_tasks = 0
 
-    # --- pass 1
+    # --- pass 1a, per patient: poles and the intervals between dose edges
+    lam_lanes = np.empty((n_modes, nb))
+    len_lanes = np.zeros((n_iv, nb))  # interval lengths; 0 beyond a patient's last
     for b in range(nb):
         i = i0 + b
         for m in range(n_modes):
-            lam[m] = poles[i, mode_path[m], mode_slot[m]]
-            patient_poles[b, m] = lam[m]
-            for q in range(n_out):
-                res[q, m] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
-            z[m] = 0.0
-        # modes by decreasing pole (slowest first), for the rule of signs
-        for m in range(n_modes):
-            order[m] = m
-        for a_ in range(1, n_modes):
-            key = order[a_]
-            b_ = a_ - 1
-            while b_ >= 0 and lam[order[b_]] < lam[key]:
-                order[b_ + 1] = order[b_]
-                b_ -= 1
-            order[b_ + 1] = key
+            lam_lanes[m, b] = poles[i, mode_path[m], mode_slot[m]]
         # dose edges inside (0, horizon), with both ends
         n_edges = 0
         edges[n_edges] = 0.0
@@ -394,14 +385,54 @@ def _summarize_block(
                 edges[b_ + 1] = edges[b_]
                 b_ -= 1
             edges[b_ + 1] = key
-        for q in range(n_out):
-            out[i, q, AUC_HORIZON] = 0.0
         n_k = 0
         for k_ in range(n_edges - 1):
-            a = edges[k_]
-            delta = edges[k_ + 1] - a
+            delta = edges[k_ + 1] - edges[k_]
             if delta <= 0.0:
                 continue  # a repeated edge: its boluses are given with the next interval
+            iv_start[b, n_k] = edges[k_]
+            iv_len[b, n_k] = delta
+            len_lanes[n_k, b] = delta
+            n_k += 1
+        iv_count[b] = n_k
+
+    # --- pass 1b, every patient at once (SIMD lanes): expm1(l delta) and its integral
+    em_lanes = np.empty((n_iv, n_modes, nb))
+    integ_lanes = np.empty((n_iv, n_modes, nb))
+    for k in range(n_iv):
+        for m in range(n_modes):
+            for b in range(nb):
+                delta = len_lanes[k, b]
+                x = lam_lanes[m, b] * delta
+                e_x = expm1_lane(x)
+                em_lanes[k, m, b] = e_x
+                integ_lanes[k, m, b] = _expm1_integral(x, e_x, delta)
+
+    # --- pass 1c, per patient and interval: the closed form, AUC, and brackets of the
+    # critical points of every output
+    for b in range(nb):
+        i = i0 + b
+        for m in range(n_modes):
+            lam[m] = lam_lanes[m, b]
+            patient_poles[b, m] = lam[m]
+            for q in range(n_out):
+                res[q, m] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
+            z[m] = 0.0
+        # modes by decreasing pole (slowest first), for the rule of signs
+        for m in range(n_modes):
+            order[m] = m
+        for a_ in range(1, n_modes):
+            key = order[a_]
+            b_ = a_ - 1
+            while b_ >= 0 and lam[order[b_]] < lam[key]:
+                order[b_ + 1] = order[b_]
+                b_ -= 1
+            order[b_ + 1] = key
+        for q in range(n_out):
+            out[i, q, AUC_HORIZON] = 0.0
+        for n_k in range(iv_count[b]):
+            a = iv_start[b, n_k]
+            delta = iv_len[b, n_k]
             # boluses given at a, and the infusion rates that hold over the interval
             for p in range(rate.shape[0]):
                 rate[p] = 0.0
@@ -418,14 +449,11 @@ def _summarize_block(
                                 z[m] += amt
                 elif s0 <= a and s0 + d >= a + delta:
                     rate[ev_path[e]] += amt / d
-            iv_start[b, n_k] = a
-            iv_len[b, n_k] = delta
             for m in range(n_modes):
-                lm = lam[m]
-                steady[m] = rate[mode_path[m]] / lm
+                steady[m] = rate[mode_path[m]] / lam[m]
                 w[m] = z[m] + steady[m]
-                em[m] = math.expm1(lm * delta)
-                integ[m] = _expm1_integral(lm * delta, em[m], delta)
+                em[m] = em_lanes[n_k, m, b]
+                integ[m] = integ_lanes[n_k, m, b]
             for q in range(n_out):
                 f_a = 0.0
                 const = 0.0
@@ -444,11 +472,19 @@ def _summarize_block(
                 iv_const[b, n_k, q] = const
                 iv_first[b, n_k, q] = f_a
                 iv_last[b, n_k, q] = f_a + f_b
-                # critical points (zeros of f'): where the rule of signs allows at most one,
-                # the slope's signs at the ends decide (no exp: exp(0) = 1 and
-                # exp(lam delta) = 1 + em); elsewhere they are isolated exactly (_isolate)
+                # critical points (zeros of f'): none where every coefficient of f' has one
+                # sign; where the rule of signs allows at most one, the slope's signs at the
+                # ends decide (no exp: exp(0) = 1 and exp(lam delta) = 1 + em); elsewhere
+                # they are isolated exactly (_isolate)
                 cp_first[b, n_k, q] = n_tasks
-                if _sign_changes(wk, DCOEF, delta, n_modes, 0.0, order) <= 1:
+                d_min = 0.0
+                d_max = 0.0
+                for m in range(n_modes):
+                    d_min = min(d_min, dcoef[m])
+                    d_max = max(d_max, dcoef[m])
+                if d_min == 0.0 or d_max == 0.0:
+                    count = 0
+                elif _sign_changes(wk, DCOEF, delta, n_modes, 0.0, order) <= 1:
                     count = 0
                     s_lo = _side_sign(wk, DCOEF, delta, n_modes, 0.0, True)
                     s_hi = _side_sign(wk, DCOEF, delta, n_modes, delta, False)
@@ -475,8 +511,6 @@ def _summarize_block(
                 cp_count[b, n_k, q] = count
             for m in range(n_modes):
                 z[m] += w[m] * em[m]
-            n_k += 1
-        iv_count[b] = n_k
         # AUC to infinity of every dose; terminal half-life: the slowest mode the output carries
         for q in range(n_out):
             o = outputs[q]

@@ -1,4 +1,4 @@
-"""exp and log for loops that LLVM vectorizes.
+"""exp, expm1 and log for loops that LLVM vectorizes.
 
 Numba calls libm for `math.exp` and `math.log`, one element at a time: a loop over patients
 that evaluates exponentials then runs at scalar speed (about 7 ns an exp here), while the same
@@ -7,7 +7,8 @@ loop written with the branch-free functions below compiles to AVX-512 (or AVX2) 
 log), with the exponent handled by reinterpreting bits, which Numba has no operator for, so
 two one-instruction intrinsics do it.
 
-Accuracy (tests/pharmacology/test_pk_vecmath.py): within 2 ulp of libm over the whole range.
+Accuracy (tests/pharmacology/test_pk_vecmath.py): within 2 ulp of libm over the whole range
+(expm1: for x <= 0, the engine's exponents; 4 ulp above 0.7).
 Results that would be subnormal are flushed to zero (exp of x < -708.39 is 0.0 instead of a
 number below 2.3e-308), exp of x > 709 is inf (the engine's exponents are never positive), and
 `log_lane` expects a positive normal finite argument.
@@ -62,12 +63,14 @@ LN2_HI = 6.93147180369123816490e-01
 LN2_LO = 1.90821492927058770002e-10
 EXP_MIN = -708.3964185322641  # below: the result would be subnormal; flushed to 0
 EXP_MAX = 709.0  # above: inf (true overflow is at 709.78; the engine's exponents are <= 0)
-# 1 / k! for k = 0..13: Taylor on |r| <= ln2 / 2 leaves r^14 / 14! < 5e-18
-_INV_FACTORIAL = tuple(1.0 / math.factorial(k) for k in range(14))
+# 1 / k! for k = 0..17: exp's Taylor polynomial on |r| <= ln2 / 2 (to k = 13) leaves
+# r^14 / 14! < 5e-18; expm1's on |x| < 0.7 (to k = 17) leaves x^17 / 17! < 1e-17 relative
+_INV_FACTORIAL = tuple(1.0 / math.factorial(k) for k in range(18))
 _EXPONENT_BIAS = 1023
 _MANTISSA_BITS = 52
 _MANTISSA_MASK = (1 << _MANTISSA_BITS) - 1
 _ONE_BITS = _EXPONENT_BIAS << _MANTISSA_BITS
+_EXPM1_SERIES_LIMIT = 0.7
 SQRT2 = 1.4142135623730951
 # fdlibm e_log.c: minimax coefficients of (log(1 + f) - 2 s) / s in s^2, s = f / (2 + f)
 LG1 = 6.666666666666735130e-01
@@ -105,6 +108,34 @@ def exp_lane(x):  # pragma: no cover - compiled
     y = 0.0 if x < EXP_MIN else y
     y = math.inf if x > EXP_MAX else y
     return y if x == x else x  # NaN stays NaN
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def expm1_lane(x):  # pragma: no cover - compiled
+    """exp(x) - 1 without the cancellation near 0, branch-free: its Taylor series for
+    |x| < 0.7, else exp_lane(x) - 1 (exact subtraction for exp(x) in [0.5, 2], Sterbenz)."""
+    near = abs(x) < _EXPM1_SERIES_LIMIT
+    xs = x if near else 0.0  # the series' argument, kept small where it is not used
+    c = _INV_FACTORIAL
+    p = c[17]
+    p = p * xs + c[16]
+    p = p * xs + c[15]
+    p = p * xs + c[14]
+    p = p * xs + c[13]
+    p = p * xs + c[12]
+    p = p * xs + c[11]
+    p = p * xs + c[10]
+    p = p * xs + c[9]
+    p = p * xs + c[8]
+    p = p * xs + c[7]
+    p = p * xs + c[6]
+    p = p * xs + c[5]
+    p = p * xs + c[4]
+    p = p * xs + c[3]
+    p = p * xs + c[2]
+    p = p * xs + 1.0
+    far = exp_lane(x) - 1.0
+    return xs * p if near else far
 
 
 @njit(cache=True, inline="always", error_model="numpy")
