@@ -42,6 +42,10 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     database = db or Database(settings.database_url, settings)
+    if database.audit_key != settings.audit_key:
+        # a store opened with other settings: the app signs and verifies the audit log with
+        # the key of the settings it was built with
+        database = database.with_audit_key(settings.audit_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -57,8 +58,10 @@ def intruder(db) -> Iterator[Session]:
 
 
 @pytest.fixture
-def use_key(monkeypatch):
-    """Set (or, with None, unset) KETAFLOW_AUDIT_KEY for what follows."""
+def use_key(monkeypatch, fresh_db):
+    """Run what follows as a process with this audit key (None: without one): `fresh_db`
+    signs and verifies with it, as a store opened with settings holding it would, and the CLI
+    reads it from KETAFLOW_AUDIT_KEY."""
 
     def set_key(secret: str | None) -> None:
         if secret is None:
@@ -66,6 +69,7 @@ def use_key(monkeypatch):
         else:
             monkeypatch.setenv("KETAFLOW_AUDIT_KEY", secret)
         get_settings.cache_clear()
+        fresh_db.audit_key = None if secret is None else SecretStr(secret)
 
     yield set_key
     monkeypatch.delenv("KETAFLOW_AUDIT_KEY", raising=False)

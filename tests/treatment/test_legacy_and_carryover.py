@@ -234,6 +234,37 @@ def test_a_session_deferred_one_day_needs_the_next_days_readings(api, chairs, cl
     assert session["session"]["state"] == "dosing"
 
 
+def test_a_pre_dose_reading_from_an_earlier_clinic_day_is_shown_due_again(
+    api, chairs, clinic_clock
+):
+    """What the session shows due agrees with the checks: yesterday's baseline is due today,
+    yesterday and today being the clinic's calendar days."""
+    nurse = api("nurse")
+    session = _iv_checked_in(api, clinic_clock)
+    # 21:00 Monday in New York (the test clinic's zone) is 01:00 Tuesday in UTC
+    clinic_clock.set(MONDAY.replace(hour=21))
+    session = act(nurse, session, "readings", BASELINE, status=201)
+    assert "baseline" not in {d["point_id"] for d in session["due_readings"]}
+    session = act(
+        nurse, session, "pre-dose-checks", {"escort_confirmed": False, "no_driving_confirmed": True}
+    )
+    assert session["session"]["state"] == "deferred"
+    tuesday = MONDAY + timedelta(days=1)  # 09:00 New York, the same UTC day as that reading
+    clinic_clock.set(tuesday)
+    shown = ok(nurse.get(f"/api/v1/sessions/{session['session']['id']}"))
+    due = {d["point_id"]: d for d in shown["due_readings"]}
+    assert "baseline" in due, shown["due_readings"]
+    assert due["baseline"]["status"] == "due" and due["baseline"]["reading_ids"] == []
+    assert datetime.fromisoformat(due["baseline"]["window_start"]) == datetime.combine(
+        tuesday.date(), datetime.min.time(), tzinfo=NY
+    )
+    # the checks say the same
+    checked = act(nurse, shown, "pre-dose-checks", READY)
+    assert "pre_dose_vitals_recorded" in {r["rule_id"] for r in checked["deferred_reasons"]}
+    session = act(nurse, checked, "readings", BASELINE, status=201)
+    assert "baseline" not in {d["point_id"] for d in session["due_readings"]}
+
+
 def test_a_session_cleared_one_day_cannot_be_dosed_the_next(api, chairs, clinic_clock):
     nurse = api("nurse")
     session = _iv_checked_in(api, clinic_clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -178,6 +179,7 @@ def iv_schedule(readings, *, now, dose_ended_at=None, closed_at=None):
         dose_ended_at=dose_ended_at,
         closed_at=closed_at,
         now=now,
+        clinic_tz=UTC,
     )
 
 
@@ -232,6 +234,7 @@ def test_pre_dose_reading_is_due_then_missed_once_the_dose_starts():
         dose_ended_at=None,
         closed_at=None,
         now=T0 + m(5),
+        clinic_tz=UTC,
     )
     assert [(d.point_id, d.status) for d in due] == [("baseline", DueStatus.due)]
     assert (
@@ -243,11 +246,60 @@ def test_pre_dose_reading_is_due_then_missed_once_the_dose_starts():
             dose_ended_at=None,
             closed_at=None,
             now=T0,
+            clinic_tz=UTC,
         )
         == []
     )
     missed = iv_schedule([], now=T0 + m(11))
     assert next(d for d in missed if d.point_id == "baseline").status is DueStatus.missed
+
+
+# A clinic in New York: 09:00 EST on Monday 2 March 2026 (T0) is 14:00 UTC.
+NY = ZoneInfo("America/New_York")
+BASELINE = {**VITALS, "respiratory_rate_per_min": 14, "moaa_s": 5, "cadss6": 0}
+
+
+def _baseline_point(readings, *, now, dose_started_at=None, clinic_tz=NY):
+    schedule = reading_schedule(
+        IV.monitoring,
+        readings=readings,
+        checked_in_at=T0,
+        dose_started_at=dose_started_at,
+        dose_ended_at=None,
+        closed_at=None,
+        now=now,
+        clinic_tz=clinic_tz,
+    )
+    return next(d for d in schedule if d.point_id == "baseline")
+
+
+def test_a_pre_dose_reading_from_an_earlier_clinic_day_is_due_again():
+    # checked in Monday, the baseline taken, deferred; Tuesday it is due again, as the pre-dose
+    # checks want that day's readings (rules._pre_dose_readings_since)
+    monday = [r("mon", T0 + m(5), **BASELINE)]
+    assert _baseline_point(monday, now=T0 + m(30)).status is DueStatus.done
+    tuesday = T0 + timedelta(days=1)
+    due = _baseline_point(monday, now=tuesday)
+    assert due.status is DueStatus.due and due.reading_ids == ()
+    assert due.window_start == datetime(2026, 3, 3, 0, 0, tzinfo=NY)  # Tuesday's start, NY
+    again = _baseline_point([*monday, r("tue", tuesday + m(2), **BASELINE)], now=tuesday + m(3))
+    assert again.status is DueStatus.done and again.reading_ids == ("tue",)
+    # a dose given Tuesday on Monday's reading only: the pre-dose reading was missed
+    late = _baseline_point(monday, now=tuesday + m(20), dose_started_at=tuesday + m(10))
+    assert late.status is DueStatus.missed
+
+
+def test_the_clinic_day_is_the_clinic_time_zones_not_utcs():
+    # 23:30 Monday in New York is 04:30 Tuesday UTC: the same UTC day as Tuesday 09:00 NY,
+    # but another clinic day
+    late_monday = datetime(2026, 3, 2, 23, 30, tzinfo=NY)
+    readings = [r("late", late_monday, **BASELINE)]
+    tuesday_morning = datetime(2026, 3, 3, 9, 0, tzinfo=NY)
+    assert late_monday.astimezone(UTC).date() == tuesday_morning.astimezone(UTC).date()
+    assert _baseline_point(readings, now=tuesday_morning).status is DueStatus.due
+    assert _baseline_point(readings, now=tuesday_morning, clinic_tz=UTC).status is DueStatus.done
+    # without a clinic zone (discharge), every reading since check-in counts
+    assert _baseline_point(readings, now=tuesday_morning, clinic_tz=None).status is DueStatus.done
 
 
 def test_esketamine_40_minute_reading_window():
@@ -272,6 +324,7 @@ def test_esketamine_40_minute_reading_window():
             dose_ended_at=first_device + m(5),
             closed_at=None,
             now=now,
+            clinic_tz=UTC,
         )
         return next(d for d in schedule if d.point_id == "bp_40_min").status
 

@@ -1116,7 +1116,7 @@ def test_session_status_for_worklists():
     session = R.record_reading(
         session, IV, reading(at, systolic_mmhg=190, diastolic_mmhg=90), actor=NURSE, now=at
     ).session
-    status = R.session_status(session, IV, now=DOSE_START + minutes(32))
+    status = R.session_status(session, IV, now=DOSE_START + minutes(32), clinic_timezone="UTC")
     assert status.state is S.dosing
     assert [a.threshold_id for a in status.open_alarms] == ["systolic_hold"]
     # The 10-minute reading was missed (the 20-minute one lacks HR and SpO2: missed too).
@@ -1128,13 +1128,14 @@ def test_session_status_for_worklists():
     assert status.observation_ends_at is None and status.discharge_blockers == ()
 
     monitored, end = monitoring(IV)
-    status = R.session_status(monitored, IV, now=end + minutes(5))
+    status = R.session_status(monitored, IV, now=end + minutes(5), clinic_timezone="UTC")
     assert status.observation_ends_at == end + minutes(60)
     assert "min_observation" in [r.rule_id for r in status.discharge_blockers]
     ready, at = ready_to_discharge(IV)
-    assert R.session_status(ready, IV, now=at).discharge_blockers == ()
+    assert R.session_status(ready, IV, now=at, clinic_timezone="UTC").discharge_blockers == ()
 
     deferred = run_checks(IV, escort_confirmed=False)
-    assert [r.rule_id for r in R.session_status(deferred, IV, now=T0).deferred_reasons] == [
-        "escort_confirmed"
-    ]
+    assert [
+        r.rule_id
+        for r in R.session_status(deferred, IV, now=T0, clinic_timezone="UTC").deferred_reasons
+    ] == ["escort_confirmed"]

@@ -7,11 +7,13 @@ both.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from pydantic import SecretStr
 from sqlalchemy import JSON, DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -92,13 +94,32 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# The entry of `Session.info` that holds the audit key (a SecretStr, or None) every session
+# of a `Database` carries: `security.audit` signs and verifies the audit chain with it.
+AUDIT_KEY_INFO = "ketaflow.audit_key"
+
+
 class Database:
-    """One engine and its session factory; the app and the CLI each hold one."""
+    """One engine and its session factory; the app and the CLI each hold one.
+
+    It also holds the audit key of the settings it was opened with (`audit_key`), so the
+    audit log is signed and verified with the key of those settings, not with whatever
+    KETAFLOW_AUDIT_KEY the process environment happens to hold."""
 
     def __init__(self, url: str, settings: Settings | None = None) -> None:
+        settings = settings or get_settings()
         self.url = url
         self.engine = make_engine(url, settings)
+        self.audit_key: SecretStr | None = settings.audit_key
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def with_audit_key(self, audit_key: SecretStr | None) -> Database:
+        """The same store (engine and sessions shared: dispose either, both are closed) that
+        signs and verifies the audit log with `audit_key`: an app built with its own settings
+        over a store opened with others."""
+        view = copy.copy(self)
+        view.audit_key = audit_key
+        return view
 
     @property
     def dialect(self) -> str:
@@ -107,7 +128,10 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commit on success, roll back on any error."""
-        with self._sessions() as session, session.begin():
+        with (
+            self._sessions(info={AUDIT_KEY_INFO: self.audit_key}) as session,
+            session.begin(),
+        ):
             yield session
 
     def dispose(self) -> None:

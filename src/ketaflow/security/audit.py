@@ -1,8 +1,10 @@
 """Writing and checking the audit log: one insert in the caller's transaction.
 
 The table is append-only in the database itself (migration 0004: triggers refuse UPDATE and
-DELETE, and TRUNCATE on PostgreSQL). With KETAFLOW_AUDIT_KEY set, new events are signed with
-it (HMAC-SHA256, see chain.py)."""
+DELETE, and TRUNCATE on PostgreSQL). With an audit key (the `audit_key` setting,
+KETAFLOW_AUDIT_KEY) new events are signed with it (HMAC-SHA256, see chain.py). The key is the
+one of the settings the app or the CLI command opened its `Database` with: each session of it
+carries the key (`core.db.AUDIT_KEY_INFO`)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ketaflow.core.clock import utc_now
+from ketaflow.core.db import AUDIT_KEY_INFO
 from ketaflow.core.errors import Misconfigured
-from ketaflow.core.settings import get_settings
 from ketaflow.security.chain import (
     GENESIS_HASH,
     HASHED_FIELDS,
@@ -39,9 +41,14 @@ def _lock_chain_head(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
 
 
-def configured_key() -> AuditKey | None:
-    """The key from the settings (KETAFLOW_AUDIT_KEY), or None: events are plain SHA-256."""
-    secret = get_settings().audit_key
+def configured_key(session: Session) -> AuditKey | None:
+    """The audit key of the settings the session's `Database` was opened with, or None:
+    events are plain SHA-256."""
+    try:
+        secret = session.info[AUDIT_KEY_INFO]
+    except KeyError:
+        # a session made some other way would sign with no key, or a wrong one
+        raise RuntimeError("the audit log needs a session of Database.transaction()") from None
     return None if secret is None else AuditKey.from_secret(secret.get_secret_value())
 
 
@@ -67,7 +74,7 @@ def record(
     detail: Mapping[str, object] | None = None,
     now: datetime | None = None,
 ) -> AuditEvent:
-    key = configured_key()
+    key = configured_key(session)
     _lock_chain_head(session)
     head = session.execute(
         select(AuditEvent.id, AuditEvent.hash, AuditEvent.key_id)
@@ -80,7 +87,7 @@ def record(
         # it would have recorded.
         raise Misconfigured(
             "the audit log is signed with a key this process does not have: set "
-            "KETAFLOW_AUDIT_KEY to the key the log is signed with"
+            "KETAFLOW_AUDIT_KEY (the audit_key setting) to the key the log is signed with"
         )
     prev_id, prev_hash = (head.id, head.hash) if head else (0, GENESIS_HASH)
     fields: dict[str, object] = {
@@ -121,10 +128,10 @@ def _rows(session: Session, batch: int = 2000) -> Iterator[Mapping[str, object]]
 
 
 def verify(session: Session, expect: Checkpoint | None = None) -> ChainReport:
-    """Walk the whole chain with the configured key; with `expect`, the log must still hold
-    that checkpoint. An empty log while staff accounts exist is reported wiped: creating each
-    account was audited."""
-    report = verify_chain(_rows(session), configured_key(), expect)
+    """Walk the whole chain with the session's audit key (`configured_key`); with `expect`,
+    the log must still hold that checkpoint. An empty log while staff accounts exist is
+    reported wiped: creating each account was audited."""
+    report = verify_chain(_rows(session), configured_key(session), expect)
     if report.intact and report.events_checked == 0:
         users = session.scalar(select(func.count()).select_from(User)) or 0
         if users:

@@ -32,9 +32,10 @@ ClinicDep = Annotated[ClinicConfig, Depends(get_clinic)]
 SAFETY_LOOKBACK = timedelta(days=14)
 
 
-def _out(view: service.SessionView, clock: Clock) -> s.SessionOut:
-    """The whole session, for actions only clinical staff may take."""
-    return view.out(clock())
+def _out(view: service.SessionView, clock: Clock, clinic: ClinicConfig) -> s.SessionOut:
+    """The whole session, for actions only clinical staff may take; what is due is read on
+    the clinic's calendar (a pre-dose reading from another clinic day is due again)."""
+    return view.out(clock(), clinic.opening_hours.timezone)
 
 
 # What the scheduling roles may also call (read, reschedule, cancel, check in): the whole
@@ -42,8 +43,10 @@ def _out(view: service.SessionView, clock: Clock) -> s.SessionOut:
 SessionOrBooking = s.SessionOut | s.SessionScheduleOut
 
 
-def _shown(view: service.SessionView, actor: Actor, clock: Clock) -> SessionOrBooking:
-    return view.shown_to(actor, clock())
+def _shown(
+    view: service.SessionView, actor: Actor, clock: Clock, clinic: ClinicConfig
+) -> SessionOrBooking:
+    return view.shown_to(actor, clock(), clinic.opening_hours.timezone)
 
 
 @router.post("/chairs", response_model=s.ChairOut, status_code=201)
@@ -178,10 +181,12 @@ def worklist_today(actor: ActorDep, db: DbDep, clock: ClockDep, clinic: ClinicDe
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOrBooking)
-def get_session(session_id: str, actor: ActorDep, db: DbDep, clock: ClockDep) -> SessionOrBooking:
+def get_session(
+    session_id: str, actor: ActorDep, db: DbDep, clock: ClockDep, clinic: ClinicDep
+) -> SessionOrBooking:
     """The whole session for clinical staff; the booking only (ids, state, time, chair,
     version) for front desk and clinic managers."""
-    return _shown(service.get_session(db, actor, session_id), actor, clock)
+    return _shown(service.get_session(db, actor, session_id), actor, clock, clinic)
 
 
 @router.get("/sessions/{session_id}/observation-advice")
@@ -202,15 +207,25 @@ def reschedule(
 ) -> SessionOrBooking:
     s.check_booking_horizon(body.scheduled_start, clock(), "scheduled_start")
     return _shown(
-        service.reschedule_session(db, actor, clinic, session_id, body, clock=clock), actor, clock
+        service.reschedule_session(db, actor, clinic, session_id, body, clock=clock),
+        actor,
+        clock,
+        clinic,
     )
 
 
 @router.post("/sessions/{session_id}/cancel", response_model=SessionOrBooking)
 def cancel(
-    session_id: str, body: s.CancelIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.CancelIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> SessionOrBooking:
-    return _shown(service.cancel_session(db, actor, session_id, body, clock=clock), actor, clock)
+    return _shown(
+        service.cancel_session(db, actor, session_id, body, clock=clock), actor, clock, clinic
+    )
 
 
 @router.post("/sessions/{session_id}/check-in", response_model=SessionOrBooking)
@@ -223,7 +238,10 @@ def check_in(
     clinic: ClinicDep,
 ) -> SessionOrBooking:
     return _shown(
-        service.check_in(db, actor, session_id, body, clock=clock, clinic=clinic), actor, clock
+        service.check_in(db, actor, session_id, body, clock=clock, clinic=clinic),
+        actor,
+        clock,
+        clinic,
     )
 
 
@@ -250,14 +268,20 @@ def pre_dose_checks(
             ),
         ),
         clock,
+        clinic,
     )
 
 
 @router.post("/sessions/{session_id}/overrides", response_model=s.SessionOut)
 def override_check(
-    session_id: str, body: s.CheckOverrideIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.CheckOverrideIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
-    return _out(service.override_check(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.override_check(db, actor, session_id, body, clock=clock), clock, clinic)
 
 
 @router.post("/sessions/{session_id}/dose-calculation")
@@ -277,57 +301,92 @@ def start_dose(
     clock: ClockDep,
     clinic: ClinicDep,
 ) -> s.SessionOut:
-    return _out(service.start_dose(db, actor, session_id, body, clock=clock, clinic=clinic), clock)
+    return _out(
+        service.start_dose(db, actor, session_id, body, clock=clock, clinic=clinic), clock, clinic
+    )
 
 
 @router.post("/sessions/{session_id}/devices", response_model=s.SessionOut)
 def record_device(
-    session_id: str, body: s.DeviceIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.DeviceIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
-    return _out(service.record_device(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.record_device(db, actor, session_id, body, clock=clock), clock, clinic)
 
 
 @router.post("/sessions/{session_id}/dose/end", response_model=s.SessionOut)
 def end_dose(
-    session_id: str, body: s.EndDoseIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.EndDoseIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
-    return _out(service.end_dose(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.end_dose(db, actor, session_id, body, clock=clock), clock, clinic)
 
 
 @router.post("/sessions/{session_id}/infusion/pause", response_model=s.SessionOut)
 def pause(
-    session_id: str, body: s.PauseIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str, body: s.PauseIn, actor: ActorDep, db: DbDep, clock: ClockDep, clinic: ClinicDep
 ) -> s.SessionOut:
-    return _out(service.pause_infusion(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.pause_infusion(db, actor, session_id, body, clock=clock), clock, clinic)
 
 
 @router.post("/sessions/{session_id}/infusion/resume", response_model=s.SessionOut)
 def resume(
-    session_id: str, body: s.VersionIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.VersionIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
-    return _out(service.resume_infusion(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.resume_infusion(db, actor, session_id, body, clock=clock), clock, clinic)
 
 
 @router.post("/sessions/{session_id}/infusion/titrate", response_model=s.SessionOut)
 def titrate(
-    session_id: str, body: s.TitrateIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.TitrateIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
-    return _out(service.titrate(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.titrate(db, actor, session_id, body, clock=clock), clock, clinic)
 
 
 @router.post("/sessions/{session_id}/readings", response_model=s.SessionOut, status_code=201)
 def record_reading(
-    session_id: str, body: s.ReadingIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.ReadingIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
     """Record vitals, sedation (MOAA/S) or dissociation (CADSS-6); alarms come back."""
-    return _out(service.record_reading(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.record_reading(db, actor, session_id, body, clock=clock), clock, clinic)
 
 
 @router.post("/sessions/{session_id}/readings/{reading_id}/void", response_model=s.SessionOut)
 def void_reading(
-    session_id: str, reading_id: str, body: s.VoidIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    reading_id: str,
+    body: s.VoidIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
-    return _out(service.void_reading(db, actor, session_id, reading_id, body, clock=clock), clock)
+    return _out(
+        service.void_reading(db, actor, session_id, reading_id, body, clock=clock), clock, clinic
+    )
 
 
 @router.post("/sessions/{session_id}/alarms/{alarm_id}/acknowledge", response_model=s.SessionOut)
@@ -338,17 +397,25 @@ def acknowledge_alarm(
     actor: ActorDep,
     db: DbDep,
     clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
     return _out(
-        service.acknowledge_alarm(db, actor, session_id, alarm_id, body, clock=clock), clock
+        service.acknowledge_alarm(db, actor, session_id, alarm_id, body, clock=clock), clock, clinic
     )
 
 
 @router.post("/sessions/{session_id}/adverse-events", response_model=s.SessionOut, status_code=201)
 def record_adverse_event(
-    session_id: str, body: s.AdverseEventIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.AdverseEventIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
-    return _out(service.record_adverse_event(db, actor, session_id, body, clock=clock), clock)
+    return _out(
+        service.record_adverse_event(db, actor, session_id, body, clock=clock), clock, clinic
+    )
 
 
 @router.patch("/sessions/{session_id}/adverse-events/{event_id}", response_model=s.SessionOut)
@@ -359,22 +426,30 @@ def update_adverse_event(
     actor: ActorDep,
     db: DbDep,
     clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
     return _out(
-        service.update_adverse_event(db, actor, session_id, event_id, body, clock=clock), clock
+        service.update_adverse_event(db, actor, session_id, event_id, body, clock=clock),
+        clock,
+        clinic,
     )
 
 
 @router.post("/sessions/{session_id}/discharge", response_model=s.SessionOut)
 def discharge(
-    session_id: str, body: s.DischargeIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str,
+    body: s.DischargeIn,
+    actor: ActorDep,
+    db: DbDep,
+    clock: ClockDep,
+    clinic: ClinicDep,
 ) -> s.SessionOut:
     """Discharge only when every criterion holds; otherwise 409 listing every unmet one."""
-    return _out(service.discharge(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.discharge(db, actor, session_id, body, clock=clock), clock, clinic)
 
 
 @router.post("/sessions/{session_id}/stop", response_model=s.SessionOut)
 def stop(
-    session_id: str, body: s.StopIn, actor: ActorDep, db: DbDep, clock: ClockDep
+    session_id: str, body: s.StopIn, actor: ActorDep, db: DbDep, clock: ClockDep, clinic: ClinicDep
 ) -> s.SessionOut:
-    return _out(service.stop_session(db, actor, session_id, body, clock=clock), clock)
+    return _out(service.stop_session(db, actor, session_id, body, clock=clock), clock, clinic)

@@ -216,7 +216,10 @@ def evaluate_discharge(
         )
 
     # Required planned readings (pre-dose, timed) must have been taken; pre-discharge ones are
-    # covered by the recent-reading criteria above.
+    # covered by the recent-reading criteria above. Pre-dose readings count from check-in
+    # whatever the clinic day (clinic_tz=None): the checks the dose needed already held them to
+    # its day, and a missing one cannot be added after the dose, so a stricter bound here would
+    # only strand a session dosed on older rules in monitoring.
     schedule = reading_schedule(
         protocol.monitoring,
         readings=active,
@@ -225,6 +228,7 @@ def evaluate_discharge(
         dose_ended_at=dose_ended_at,
         closed_at=at,
         now=at,
+        clinic_tz=None,
     )
     pre_discharge_ids = {
         p.id for p in protocol.monitoring.points if p.anchor is Anchor.pre_discharge

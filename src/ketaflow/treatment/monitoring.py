@@ -12,7 +12,7 @@ Pure: no database, no clock (`now` is a parameter), no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
@@ -48,6 +48,7 @@ __all__ = [
     "latest_reading_with",
     "missed_readings",
     "phase_at",
+    "pre_dose_readings_since",
     "reading_schedule",
     "validate_reading",
 ]
@@ -279,6 +280,7 @@ def reading_schedule(
     dose_ended_at: datetime | None,
     closed_at: datetime | None,
     now: datetime,
+    clinic_tz: tzinfo | None,
 ) -> list[DueReading]:
     """Every planned reading known so far with its status at `now`.
 
@@ -287,6 +289,12 @@ def reading_schedule(
     after `now`. A point is done when non-voided readings inside its window cover all its
     measures; missed when its window has passed (or, for pre-dose, the dose started) without
     that. Pre-discharge readings stay `due` until the session closes.
+
+    `clinic_tz` is the clinic's time zone: a pre-dose point counts only readings taken on the
+    clinic day of the dose (before it, of `now`), as the pre-dose checks do, so a session
+    deferred one day shows its pre-dose readings due again the next. None counts every reading
+    since check-in, whatever the day (discharge: a reading dated before the dose cannot be added
+    once it has started, and the dose's checks already held the readings to that day).
     """
     active = active_readings(readings)
     horizon = min(now, closed_at) if closed_at is not None else now
@@ -295,7 +303,9 @@ def reading_schedule(
         return result
     for point in plan.points:
         if point.anchor is Anchor.pre_dose:
-            result.append(_pre_dose_status(point, active, checked_in_at, dose_started_at, now))
+            result.append(
+                _pre_dose_status(point, active, checked_in_at, dose_started_at, now, clinic_tz)
+            )
         elif point.anchor is Anchor.pre_discharge:
             if dose_ended_at is None:
                 continue
@@ -310,15 +320,30 @@ def reading_schedule(
     return result
 
 
+def pre_dose_readings_since(
+    checked_in_at: datetime | None, at: datetime, clinic_tz: tzinfo
+) -> datetime:
+    """From when pre-dose readings count at `at` (a check run, a dose start, the display's
+    `now`): since check-in, and on `at`'s own clinic day in `clinic_tz`. A session deferred one
+    day and re-run the next needs that day's readings, never yesterday's (pre-dose checks on
+    the day of the dose, label sections 2 and 5, reference §1)."""
+    day_start = datetime.combine(at.astimezone(clinic_tz).date(), time.min, tzinfo=clinic_tz)
+    return day_start if checked_in_at is None or checked_in_at < day_start else checked_in_at
+
+
 def _pre_dose_status(
     point: PlannedReading,
     active: Sequence[Reading],
     checked_in_at: datetime,
     dose_started_at: datetime | None,
     now: datetime,
+    clinic_tz: tzinfo | None,
 ) -> DueReading:
     end = dose_started_at if dose_started_at is not None else now
-    ids = _satisfying(active, point.measures, checked_in_at, end)
+    start = checked_in_at
+    if clinic_tz is not None:
+        start = pre_dose_readings_since(checked_in_at, end, clinic_tz)
+    ids = _satisfying(active, point.measures, start, end)
     if ids is not None:
         status = DueStatus.done
     elif dose_started_at is not None:
@@ -330,7 +355,7 @@ def _pre_dose_status(
         label=point.label,
         measures=point.measures,
         due_at=dose_started_at,
-        window_start=checked_in_at,
+        window_start=start,
         window_end=dose_started_at,
         status=status,
         required_for_discharge=point.required_for_discharge,

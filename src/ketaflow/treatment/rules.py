@@ -21,7 +21,7 @@ Pure: no database, no clock (`now` is a parameter), no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 from itertools import pairwise
@@ -47,6 +47,7 @@ from ketaflow.treatment.monitoring import (
     evaluate_alarms,
     latest_reading_with,
     phase_at,
+    pre_dose_readings_since,
     reading_schedule,
     validate_reading,
 )
@@ -886,12 +887,9 @@ def evaluate_pre_dose_checks(
 
 
 def _pre_dose_readings_since(session: DosingSession, now: datetime, zone: ZoneInfo) -> datetime:
-    """Pre-dose checks read the readings taken since check-in on the run's own clinic day:
-    a session deferred one day and re-run the next needs that day's readings, never
-    yesterday's."""
-    day_start = datetime.combine(now.astimezone(zone).date(), time.min, tzinfo=zone)
-    checked_in = session.checked_in_at
-    return day_start if checked_in is None or checked_in < day_start else checked_in
+    """Pre-dose checks read the readings taken since check-in on the run's own clinic day
+    (the same bound the reading schedule shows them due by)."""
+    return pre_dose_readings_since(session.checked_in_at, now, zone)
 
 
 def _earlier_day_note(
@@ -2088,8 +2086,12 @@ class SessionStatus(_Value):
     deferred_reasons: tuple[Reason, ...]
 
 
-def session_status(session: DosingSession, protocol: Protocol, *, now: datetime) -> SessionStatus:
-    """Everything a worklist shows about one session at `now`; changes nothing."""
+def session_status(
+    session: DosingSession, protocol: Protocol, *, now: datetime, clinic_timezone: str
+) -> SessionStatus:
+    """Everything a worklist shows about one session at `now`; changes nothing. Pre-dose
+    readings are shown due until taken on the clinic day (in `clinic_timezone`) of the dose,
+    or of `now` before it, as the pre-dose checks require."""
     _require_protocol(session, protocol)
     schedule = reading_schedule(
         protocol.monitoring,
@@ -2099,6 +2101,7 @@ def session_status(session: DosingSession, protocol: Protocol, *, now: datetime)
         dose_ended_at=session.dose_ended_at,
         closed_at=session.closed_at,
         now=now,
+        clinic_tz=ZoneInfo(clinic_timezone),
     )
     ends_at = observation_ends_at(
         protocol.discharge,

@@ -44,7 +44,7 @@ from ketaflow.security.permissions import (
 from ketaflow.treatment import dosing, rules, scheduling
 from ketaflow.treatment import schemas as s
 from ketaflow.treatment.clinic import ClinicConfig
-from ketaflow.treatment.discharge import DischargeInputs
+from ketaflow.treatment.discharge import DischargeInputs, observation_ends_at
 from ketaflow.treatment.errors import RuleViolation
 from ketaflow.treatment.monitoring import AdverseEvent, Reading
 from ketaflow.treatment.protocols import (
@@ -881,8 +881,11 @@ class SessionView:
     protocol: Protocol
     new_alarms: tuple = ()
 
-    def out(self, now: datetime) -> s.SessionOut:
-        status = rules.session_status(self.document, self.protocol, now=now)
+    def out(self, now: datetime, clinic_timezone: str) -> s.SessionOut:
+        """The whole session; readings due as of `now` on the clinic's calendar."""
+        status = rules.session_status(
+            self.document, self.protocol, now=now, clinic_timezone=clinic_timezone
+        )
         return s.SessionOut(
             session=s.SessionSummary.model_validate(self.row),
             protocol_id=self.protocol.id.value,
@@ -900,10 +903,12 @@ class SessionView:
         """The booking only: what a role without clinical read may see."""
         return s.SessionScheduleOut(session=s.ScheduledSessionSummary.model_validate(self.row))
 
-    def shown_to(self, actor: Actor, now: datetime) -> s.SessionOut | s.SessionScheduleOut:
+    def shown_to(
+        self, actor: Actor, now: datetime, clinic_timezone: str
+    ) -> s.SessionOut | s.SessionScheduleOut:
         """The whole session for clinical readers, the booking for everyone else."""
         if is_allowed(actor.role, SESSION_CLINICAL_READ):
-            return self.out(now)
+            return self.out(now, clinic_timezone)
         return self.schedule_out()
 
 
@@ -1756,10 +1761,13 @@ def observation_advice(db: Database, actor: Actor, session_id: str) -> Observati
         raise RuleViolation(
             "advice_unavailable", [Reason(f"advice.{exc.parameter}", str(exc))]
         ) from exc
-    status = rules.session_status(document, protocol, now=started)
     return ObservationAdvice(
         dose_started_at=started,
-        protocol_minimum_ends_at=status.observation_ends_at,
+        protocol_minimum_ends_at=observation_ends_at(
+            protocol.discharge,
+            dose_started_at=started,
+            dose_ended_at=document.dose_ended_at,
+        ),
         end_of_dissociation_at=started + timedelta(minutes=advice.end_of_dissociation_min),
         end_of_dissociation_p95_at=started + timedelta(minutes=advice.end_of_dissociation_p95_min),
         suggested_earliest_discharge_at=started

@@ -110,7 +110,10 @@ def today(
             if not clinical or row.state not in rules.ACTIVE_STATES:
                 continue
             status = rules.session_status(
-                document_of(row), course_protocol(courses[row.course_id]), now=now
+                document_of(row),
+                course_protocol(courses[row.course_id]),
+                now=now,
+                clinic_timezone=clinic.opening_hours.timezone,
             )
             entry["observation_ends_at"] = status.observation_ends_at
             entry["discharge_blockers"] = [r.as_dict() for r in status.discharge_blockers]
