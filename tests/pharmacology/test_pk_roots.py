@@ -56,18 +56,18 @@ def monotone_tasks(draw):
 
 def _storage(tasks):
     n_modes = max(t[0].shape[0] for t in tasks)
-    modes = np.zeros((N_MODE_ROWS, n_modes, len(tasks)))
-    scalars = np.zeros((N_TASK_ROWS, len(tasks)))
+    modes = np.zeros((len(tasks), N_MODE_ROWS, n_modes))
+    scalars = np.zeros((len(tasks), N_TASK_ROWS))
     for j, (poles, coef, const, lo, hi, sign) in enumerate(tasks):
         k = poles.shape[0]
-        modes[MODE_POLE, :k, j] = poles
-        modes[MODE_POLE, k:, j] = -1.0  # unused modes: coefficient 0
-        modes[MODE_COEF, :k, j] = coef
-        modes[MODE_LEVEL, :k, j] = coef * poles  # a second sum, returned at the root
-        scalars[TASK_CONST, j] = const
-        scalars[TASK_LO, j] = lo
-        scalars[TASK_HI, j] = hi
-        scalars[TASK_SIDE, j] = sign  # falling (+) starts positive, rising (-) negative
+        modes[j, MODE_POLE, :k] = poles
+        modes[j, MODE_POLE, k:] = -1.0  # unused modes: coefficient 0
+        modes[j, MODE_COEF, :k] = coef
+        modes[j, MODE_LEVEL, :k] = coef * poles  # a second sum, returned at the root
+        scalars[j, TASK_CONST] = const
+        scalars[j, TASK_LO] = lo
+        scalars[j, TASK_HI] = hi
+        scalars[j, TASK_SIDE] = sign  # falling (+) starts positive, rising (-) negative
     return modes, scalars
 
 
@@ -84,8 +84,8 @@ def test_every_root_agrees_with_brentq(tasks):
             return float(np.sum(coef * np.exp(poles * t)) + const)
 
         want = brentq(g, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps)
-        got = scalars[TASK_ROOT, j]
-        at = scalars[TASK_AT, j]
+        got = scalars[j, TASK_ROOT]
+        at = scalars[j, TASK_AT]
         assert lo <= got <= hi
         # the time to 1e-9 relative, or (where g is so flat that its zero is a matter of
         # rounding) a point where g is at rounding level: a few times the solver's 1e-12 of
@@ -99,8 +99,8 @@ def test_every_root_agrees_with_brentq(tasks):
         # the reported level is the second sum at the last point evaluated, next to the root
         assert abs(at - got) <= 1e-5 * max(1.0, abs(got)) + 1e-12 * (hi - lo)
         level = float(np.sum(coef * poles * np.exp(poles * at)))
-        assert scalars[TASK_LEVEL, j] == np.float64(level) or math.isclose(
-            scalars[TASK_LEVEL, j], level, rel_tol=1e-12, abs_tol=1e-300
+        assert scalars[j, TASK_LEVEL] == np.float64(level) or math.isclose(
+            scalars[j, TASK_LEVEL], level, rel_tol=1e-12, abs_tol=1e-300
         )
 
 
@@ -113,10 +113,10 @@ def test_a_subset_of_the_tasks_is_solved_and_the_rest_untouched():
         total = float(np.sum(coef))
         tasks.append((poles, coef, -0.5 * total * math.exp(-1.0), 0.0, 1e4, 1.0))
     modes, scalars = _storage(tasks)
-    scalars[TASK_ROOT] = -7.0
+    scalars[:, TASK_ROOT] = -7.0
     solve_tasks(modes, scalars, 3, 7)
-    assert np.all(scalars[TASK_ROOT, :3] == -7.0) and np.all(scalars[TASK_ROOT, 7:] == -7.0)
-    assert np.all(scalars[TASK_ROOT, 3:7] > 0.0)
+    assert np.all(scalars[:3, TASK_ROOT] == -7.0) and np.all(scalars[7:, TASK_ROOT] == -7.0)
+    assert np.all(scalars[3:7, TASK_ROOT] > 0.0)
 
 
 def test_roots_on_a_grid_of_extreme_tasks():
@@ -146,7 +146,7 @@ def test_roots_on_a_grid_of_extreme_tasks():
     solve_tasks(modes, scalars, 0, len(tasks))
     wrong = []
     for j, (poles, coef, const, lo, hi, _) in enumerate(tasks):
-        got = scalars[TASK_ROOT, j]
+        got = scalars[j, TASK_ROOT]
         value = float(np.sum(coef * np.exp(poles * got)) + const)
         size = float(np.sum(np.abs(coef) * np.exp(poles * got))) + abs(const)
         if abs(value) <= 4e-12 * size:

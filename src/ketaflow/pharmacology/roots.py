@@ -14,10 +14,10 @@ can vectorise), then updates every bracket branch-free. A slot whose task has co
 the next task, so the lanes stay busy whatever the tasks' iteration counts. Scalar code is
 latency-bound here: one task evaluated alone costs several times its share of a vector round.
 
-Task storage (columns are tasks):
-- `modes[row, m, j]`, rows MODE_POLE, MODE_COEF, MODE_LEVEL: the poles, c_m, and the
+Task storage (one row per task j, its values contiguous):
+- `modes[j, row, m]`, rows MODE_POLE, MODE_COEF, MODE_LEVEL: the poles, c_m, and the
   coefficients of a second sum returned at the root (the level of f where g is its slope);
-- `scalars[row, j]`, rows TASK_CONST .. TASK_LEVEL: const, the bracket and the sign s_lo in,
+- `scalars[j, row]`, rows TASK_CONST .. TASK_LEVEL: const, the bracket and the sign s_lo in,
   and out: the zero, the last point evaluated (within the final step of the zero) and the
   second sum there (so a maximum's time and value agree to rounding).
 """
@@ -83,17 +83,17 @@ def _load(modes, scalars, j, buf, mode_buf, slot, n_modes):  # pragma: no cover 
     """Task j into a slot."""
     for m in range(n_modes):
         base = 3 * m * SLOTS + slot
-        mode_buf[base] = modes[MODE_POLE, m, j]
-        mode_buf[base + SLOTS] = modes[MODE_COEF, m, j]
-        mode_buf[base + 2 * SLOTS] = modes[MODE_LEVEL, m, j]
-    lo = scalars[TASK_LO, j]
-    hi = scalars[TASK_HI, j]
+        mode_buf[base] = modes[j, MODE_POLE, m]
+        mode_buf[base + SLOTS] = modes[j, MODE_COEF, m]
+        mode_buf[base + 2 * SLOTS] = modes[j, MODE_LEVEL, m]
+    lo = scalars[j, TASK_LO]
+    hi = scalars[j, TASK_HI]
     buf[R_LO + slot] = lo
     buf[R_HI + slot] = hi
     buf[R_LO0 + slot] = lo
     buf[R_HI0 + slot] = hi
-    buf[R_SIDE0 + slot] = scalars[TASK_SIDE, j]
-    buf[R_CONST + slot] = scalars[TASK_CONST, j]
+    buf[R_SIDE0 + slot] = scalars[j, TASK_SIDE]
+    buf[R_CONST + slot] = scalars[j, TASK_CONST]
     buf[R_X + slot] = math.nan
     buf[R_PHASE + slot] = PHASE_LO
     buf[R_EVALS + slot] = 0.0
@@ -110,7 +110,7 @@ def _load(modes, scalars, j, buf, mode_buf, slot, n_modes):  # pragma: no cover 
 def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
     """Solve tasks first .. last - 1 in place (see the module doc). Up to SLOTS tasks are in
     play; a slot whose task finishes takes the next one, so lanes stay busy."""
-    n_modes = modes.shape[1]
+    n_modes = modes.shape[2]
     buf = np.empty(N_ROWS * SLOTS)
     mode_buf = np.empty(3 * n_modes * SLOTS)  # per mode m: rows 3m (pole), 3m+1, 3m+2
     task_of = np.empty(SLOTS, dtype=np.int64)
@@ -270,9 +270,9 @@ def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
             if buf[R_PHASE + k] != PHASE_DONE:
                 continue
             j = task_of[k]
-            scalars[TASK_ROOT, j] = buf[R_ROOT + k]
-            scalars[TASK_AT, j] = buf[R_ROOT_AT + k]
-            scalars[TASK_LEVEL, j] = buf[R_ROOT_LEVEL + k]
+            scalars[j, TASK_ROOT] = buf[R_ROOT + k]
+            scalars[j, TASK_AT] = buf[R_ROOT_AT + k]
+            scalars[j, TASK_LEVEL] = buf[R_ROOT_LEVEL + k]
             if next_task < last:
                 _load(modes, scalars, next_task, buf, mode_buf, k, n_modes)
                 task_of[k] = next_task

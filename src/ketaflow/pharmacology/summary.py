@@ -206,8 +206,8 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
         p = wk[LAM, sel[j]]
         for m in range(n):
             levels[2 + j, m] = levels[1 + j, m] * (wk[LAM, m] - p)
-    modes = np.zeros((N_MODE_ROWS, n, n))
-    scalars = np.zeros((N_TASK_ROWS, n))
+    modes = np.zeros((n, N_MODE_ROWS, n))
+    scalars = np.zeros((n, N_TASK_ROWS))
     points = np.empty(n)  # zeros of the level below, in increasing order
     n_points = 0
     for j in range(n_sel - 2, -1, -1):
@@ -230,17 +230,17 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
             return n_br
         for k in range(n_br):
             for m in range(n):
-                modes[MODE_POLE, m, k] = wk[LAM, m]
-                modes[MODE_COEF, m, k] = levels[row, m]
-                modes[MODE_LEVEL, m, k] = 0.0
-            scalars[TASK_CONST, k] = 0.0
-            scalars[TASK_LO, k] = out_lo[k]
-            scalars[TASK_HI, k] = out_hi[k]
-            scalars[TASK_SIDE, k] = out_side[k]
+                modes[k, MODE_POLE, m] = wk[LAM, m]
+                modes[k, MODE_COEF, m] = levels[row, m]
+                modes[k, MODE_LEVEL, m] = 0.0
+            scalars[k, TASK_CONST] = 0.0
+            scalars[k, TASK_LO] = out_lo[k]
+            scalars[k, TASK_HI] = out_hi[k]
+            scalars[k, TASK_SIDE] = out_side[k]
         solve_tasks(modes, scalars, 0, n_br)
         n_points = n_br
         for k in range(n_br):
-            points[k] = scalars[TASK_ROOT, k]
+            points[k] = scalars[k, TASK_ROOT]
     return 0
 
 
@@ -326,42 +326,56 @@ def _summarize_block(
     em = wk[EM]
     alpha = wk[ALPHA]
     dcoef = wk[DCOEF]
-    res = np.empty((n_out, n_modes))
-    z = np.empty(n_modes)
-    w = np.empty(n_modes)
-    steady = np.empty(n_modes)  # input rate / pole: minus the mode's steady state
-    integ = np.empty(n_modes)
     order = np.empty(n_modes, dtype=np.int64)
     rate = np.empty(poles.shape[1])
     edges = np.empty(2 * n_ev + 2)
     bracket_lo = np.empty(n_modes)  # brackets of the critical points of one interval
     bracket_hi = np.empty(n_modes)
     bracket_side = np.empty(n_modes)
-    # what passes 2 and 3 need, per patient, interval and output
-    patient_poles = np.empty((nb, n_modes))
     iv_count = np.zeros(nb, dtype=np.int64)
     iv_start = np.empty((nb, n_iv))
     iv_len = np.empty((nb, n_iv))
-    iv_alpha = np.empty((nb, n_iv, n_out, n_modes))
-    iv_const = np.empty((nb, n_iv, n_out))
-    iv_first = np.empty((nb, n_iv, n_out))  # level at the interval's start
-    iv_last = np.empty((nb, n_iv, n_out))  # and at its end
     cp_first = np.empty((nb, n_iv, n_out), dtype=np.int64)  # task of its first critical point
     cp_count = np.empty((nb, n_iv, n_out), dtype=np.int64)
+    # Per mode, interval and output, one patient per lane (the last index): the loops over
+    # patients vectorise. Intervals beyond a patient's last have length 0, and no input.
+    lam_l = np.empty((n_modes, nb))
+    res_l = np.empty((n_out, n_modes, nb))
+    len_l = np.zeros((n_iv, nb))
+    bolus_l = np.zeros((n_iv, n_modes, nb))  # amount given into the mode at the start
+    rate_l = np.zeros((n_iv, n_modes, nb))  # infusion rate into the mode's path
+    em_l = np.empty((n_iv, n_modes, nb))  # expm1(lam delta)
+    integ_l = np.empty((n_iv, n_modes, nb))  # and its integral over the interval
+    z_l = np.zeros((n_modes, nb))  # modal states at the interval's start
+    w_l = np.empty((n_modes, nb))
+    steady_l = np.empty((n_modes, nb))  # input rate / pole: minus the mode's steady state
+    alpha_l = np.empty((n_iv, n_out, n_modes, nb))
+    const_l = np.empty((n_iv, n_out, nb))
+    first_l = np.empty((n_iv, n_out, nb))  # level at the interval's start
+    last_l = np.empty((n_iv, n_out, nb))  # and at its end
+    mixed_l = np.empty((n_iv, n_out, nb), dtype=np.bool_)  # slope coefficients of both signs
+    auc_h = np.zeros((n_out, nb))
+    f_a = np.empty(nb)
+    const = np.empty(nb)
+    auc = np.empty(nb)
+    f_b = np.empty(nb)
+    d_min = np.empty(nb)
+    d_max = np.empty(nb)
     # room for every root of one patient, or for the usual few per interval and output of
     # each: the caller runs a block that needs more patient by patient
     capacity = max(nb * n_iv * n_out, n_iv * n_out * 2 * n_modes)
-    modes = np.empty((N_MODE_ROWS, n_modes, capacity))
-    scalars = np.empty((N_TASK_ROWS, capacity))
+    modes = np.empty((capacity, N_MODE_ROWS, n_modes))
+    scalars = np.empty((capacity, N_TASK_ROWS))
     n_tasks = 0
 
-    # --- pass 1a, per patient: poles and the intervals between dose edges
-    lam_lanes = np.empty((n_modes, nb))
-    len_lanes = np.zeros((n_iv, nb))  # interval lengths; 0 beyond a patient's last
+    # --- pass 1a, per patient: poles, residues, the intervals between dose edges and the
+    # inputs over each
     for b in range(nb):
         i = i0 + b
         for m in range(n_modes):
-            lam_lanes[m, b] = poles[i, mode_path[m], mode_slot[m]]
+            lam_l[m, b] = poles[i, mode_path[m], mode_slot[m]]
+            for q in range(n_out):
+                res_l[q, m, b] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
         # dose edges inside (0, horizon), with both ends
         n_edges = 0
         edges[n_edges] = 0.0
@@ -387,52 +401,13 @@ def _summarize_block(
             edges[b_ + 1] = key
         n_k = 0
         for k_ in range(n_edges - 1):
-            delta = edges[k_ + 1] - edges[k_]
+            a = edges[k_]
+            delta = edges[k_ + 1] - a
             if delta <= 0.0:
                 continue  # a repeated edge: its boluses are given with the next interval
-            iv_start[b, n_k] = edges[k_]
+            iv_start[b, n_k] = a
             iv_len[b, n_k] = delta
-            len_lanes[n_k, b] = delta
-            n_k += 1
-        iv_count[b] = n_k
-
-    # --- pass 1b, every patient at once (SIMD lanes): expm1(l delta) and its integral
-    em_lanes = np.empty((n_iv, n_modes, nb))
-    integ_lanes = np.empty((n_iv, n_modes, nb))
-    for k in range(n_iv):
-        for m in range(n_modes):
-            for b in range(nb):
-                delta = len_lanes[k, b]
-                x = lam_lanes[m, b] * delta
-                e_x = expm1_lane(x)
-                em_lanes[k, m, b] = e_x
-                integ_lanes[k, m, b] = _expm1_integral(x, e_x, delta)
-
-    # --- pass 1c, per patient and interval: the closed form, AUC, and brackets of the
-    # critical points of every output
-    for b in range(nb):
-        i = i0 + b
-        for m in range(n_modes):
-            lam[m] = lam_lanes[m, b]
-            patient_poles[b, m] = lam[m]
-            for q in range(n_out):
-                res[q, m] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
-            z[m] = 0.0
-        # modes by decreasing pole (slowest first), for the rule of signs
-        for m in range(n_modes):
-            order[m] = m
-        for a_ in range(1, n_modes):
-            key = order[a_]
-            b_ = a_ - 1
-            while b_ >= 0 and lam[order[b_]] < lam[key]:
-                order[b_ + 1] = order[b_]
-                b_ -= 1
-            order[b_ + 1] = key
-        for q in range(n_out):
-            out[i, q, AUC_HORIZON] = 0.0
-        for n_k in range(iv_count[b]):
-            a = iv_start[b, n_k]
-            delta = iv_len[b, n_k]
+            len_l[n_k, b] = delta
             # boluses given at a, and the infusion rates that hold over the interval
             for p in range(rate.shape[0]):
                 rate[p] = 0.0
@@ -446,92 +421,141 @@ def _summarize_block(
                     if s0 == a:
                         for m in range(n_modes):
                             if mode_path[m] == ev_path[e]:
-                                z[m] += amt
+                                bolus_l[n_k, m, b] += amt
                 elif s0 <= a and s0 + d >= a + delta:
                     rate[ev_path[e]] += amt / d
             for m in range(n_modes):
-                steady[m] = rate[mode_path[m]] / lam[m]
-                w[m] = z[m] + steady[m]
-                em[m] = em_lanes[n_k, m, b]
-                integ[m] = integ_lanes[n_k, m, b]
+                rate_l[n_k, m, b] = rate[mode_path[m]]
+            n_k += 1
+        iv_count[b] = n_k
+
+    # --- pass 1b, every patient at once: the closed form over each interval, AUC, the
+    # levels at its ends, and whether the slope's coefficients have both signs
+    for k in range(n_iv):
+        for m in range(n_modes):
+            for b in range(nb):
+                delta = len_l[k, b]
+                x = lam_l[m, b] * delta
+                e_x = expm1_lane(x)
+                em_l[k, m, b] = e_x
+                integ_l[k, m, b] = _expm1_integral(x, e_x, delta)
+                zz = z_l[m, b] + bolus_l[k, m, b]
+                z_l[m, b] = zz
+                st = rate_l[k, m, b] / lam_l[m, b]
+                steady_l[m, b] = st
+                w_l[m, b] = zz + st
+        for q in range(n_out):
+            for b in range(nb):
+                f_a[b] = 0.0
+                const[b] = 0.0
+                auc[b] = 0.0
+                f_b[b] = 0.0
+                d_min[b] = 0.0
+                d_max[b] = 0.0
+            for m in range(n_modes):
+                for b in range(nb):
+                    r = res_l[q, m, b]
+                    al = r * w_l[m, b]
+                    alpha_l[k, q, m, b] = al
+                    dc = al * lam_l[m, b]
+                    f_a[b] += r * z_l[m, b]
+                    const[b] -= r * steady_l[m, b]
+                    auc[b] += al * integ_l[k, m, b]
+                    f_b[b] += al * em_l[k, m, b]
+                    d_min[b] = min(d_min[b], dc)
+                    d_max[b] = max(d_max[b], dc)
+            for b in range(nb):
+                auc_h[q, b] += f_a[b] * len_l[k, b] + auc[b]
+                const_l[k, q, b] = const[b]
+                first_l[k, q, b] = f_a[b]
+                last_l[k, q, b] = f_a[b] + f_b[b]
+                mixed_l[k, q, b] = (d_min[b] < 0.0) & (d_max[b] > 0.0)
+        for m in range(n_modes):
+            for b in range(nb):
+                z_l[m, b] += w_l[m, b] * em_l[k, m, b]
+
+    # AUC to infinity of every dose; terminal half-life: the slowest mode the output carries
+    largest = f_a  # work arrays reused
+    auc_inf = f_b
+    slowest = d_min
+    for q in range(n_out):
+        for b in range(nb):
+            largest[b] = 0.0
+            auc_inf[b] = 0.0
+            slowest[b] = 0.0
+        for m in range(n_modes):
+            for b in range(nb):
+                largest[b] = max(largest[b], abs(res_l[q, m, b]))
+        for e in range(n_ev):
+            for m in range(n_modes):
+                if mode_path[m] != ev_path[e]:
+                    continue
+                for b in range(nb):
+                    amt = ev_amt[i0 + b, e]
+                    r = res_l[q, m, b]
+                    rate_m = -lam_l[m, b]
+                    given = amt != 0.0
+                    auc_inf[b] += amt * r / rate_m if given else 0.0
+                    carried = given & (abs(r) > 1e-12 * largest[b])
+                    slower = (slowest[b] == 0.0) | (rate_m < slowest[b])
+                    slowest[b] = rate_m if carried & slower else slowest[b]
+        for b in range(nb):
+            out[i0 + b, q, AUC_HORIZON] = auc_h[q, b]
+            out[i0 + b, q, AUC_INF] = auc_inf[b]
+            out[i0 + b, q, HALF_LIFE] = math.log(2.0) / slowest[b] if slowest[b] > 0.0 else np.nan
+
+    # --- pass 1c, per patient: brackets of the critical points (zeros of f'). None where
+    # every coefficient of f' has one sign; where the rule of signs allows at most one, the
+    # slope's signs at the ends decide (no exp: exp(0) = 1 and exp(lam delta) = 1 + em);
+    # elsewhere they are isolated exactly (_isolate)
+    for b in range(nb):
+        sorted_modes = False
+        for k in range(iv_count[b]):
+            delta = iv_len[b, k]
             for q in range(n_out):
-                f_a = 0.0
-                const = 0.0
-                auc = 0.0
-                f_b = 0.0
-                for m in range(n_modes):
-                    r = res[q, m]
-                    alpha[m] = r * w[m]
-                    iv_alpha[b, n_k, q, m] = alpha[m]
-                    dcoef[m] = alpha[m] * lam[m]
-                    f_a += r * z[m]
-                    const -= r * steady[m]
-                    auc += alpha[m] * integ[m]
-                    f_b += alpha[m] * em[m]
-                out[i, q, AUC_HORIZON] += f_a * delta + auc
-                iv_const[b, n_k, q] = const
-                iv_first[b, n_k, q] = f_a
-                iv_last[b, n_k, q] = f_a + f_b
-                # critical points (zeros of f'): none where every coefficient of f' has one
-                # sign; where the rule of signs allows at most one, the slope's signs at the
-                # ends decide (no exp: exp(0) = 1 and exp(lam delta) = 1 + em); elsewhere
-                # they are isolated exactly (_isolate)
-                cp_first[b, n_k, q] = n_tasks
-                d_min = 0.0
-                d_max = 0.0
-                for m in range(n_modes):
-                    d_min = min(d_min, dcoef[m])
-                    d_max = max(d_max, dcoef[m])
-                if d_min == 0.0 or d_max == 0.0:
-                    count = 0
-                elif _sign_changes(wk, DCOEF, delta, n_modes, 0.0, order) <= 1:
-                    count = 0
-                    s_lo = _side_sign(wk, DCOEF, delta, n_modes, 0.0, True)
-                    s_hi = _side_sign(wk, DCOEF, delta, n_modes, delta, False)
-                    if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
-                        bracket_lo[0] = 0.0
-                        bracket_hi[0] = delta
-                        bracket_side[0] = s_lo
-                        count = 1
-                else:
-                    count = _isolate(
-                        wk, delta, n_modes, order, bracket_lo, bracket_hi, bracket_side
-                    )
+                cp_first[b, k, q] = n_tasks
+                count = 0
+                if mixed_l[k, q, b]:
+                    for m in range(n_modes):
+                        lam[m] = lam_l[m, b]
+                        em[m] = em_l[k, m, b]
+                        alpha[m] = alpha_l[k, q, m, b]
+                        dcoef[m] = alpha[m] * lam[m]
+                    if not sorted_modes:  # modes by decreasing pole (slowest first)
+                        for m in range(n_modes):
+                            order[m] = m
+                        for a_ in range(1, n_modes):
+                            key = order[a_]
+                            b_ = a_ - 1
+                            while b_ >= 0 and lam[order[b_]] < lam[key]:
+                                order[b_ + 1] = order[b_]
+                                b_ -= 1
+                            order[b_ + 1] = key
+                        sorted_modes = True
+                    if _sign_changes(wk, DCOEF, delta, n_modes, 0.0, order) <= 1:
+                        s_lo = _side_sign(wk, DCOEF, delta, n_modes, 0.0, True)
+                        s_hi = _side_sign(wk, DCOEF, delta, n_modes, delta, False)
+                        if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
+                            bracket_lo[0] = 0.0
+                            bracket_hi[0] = delta
+                            bracket_side[0] = s_lo
+                            count = 1
+                    else:
+                        count = _isolate(
+                            wk, delta, n_modes, order, bracket_lo, bracket_hi, bracket_side
+                        )
                 for c in range(count):
                     if n_tasks < capacity:
                         for m in range(n_modes):
-                            modes[MODE_POLE, m, n_tasks] = lam[m]
-                            modes[MODE_COEF, m, n_tasks] = dcoef[m]
-                            modes[MODE_LEVEL, m, n_tasks] = alpha[m]
-                        scalars[TASK_CONST, n_tasks] = 0.0
-                        scalars[TASK_LO, n_tasks] = bracket_lo[c]
-                        scalars[TASK_HI, n_tasks] = bracket_hi[c]
-                        scalars[TASK_SIDE, n_tasks] = bracket_side[c]
+                            modes[n_tasks, MODE_POLE, m] = lam[m]
+                            modes[n_tasks, MODE_COEF, m] = dcoef[m]
+                            modes[n_tasks, MODE_LEVEL, m] = alpha[m]
+                        scalars[n_tasks, TASK_CONST] = 0.0
+                        scalars[n_tasks, TASK_LO] = bracket_lo[c]
+                        scalars[n_tasks, TASK_HI] = bracket_hi[c]
+                        scalars[n_tasks, TASK_SIDE] = bracket_side[c]
                     n_tasks += 1
-                cp_count[b, n_k, q] = count
-            for m in range(n_modes):
-                z[m] += w[m] * em[m]
-        # AUC to infinity of every dose; terminal half-life: the slowest mode the output carries
-        for q in range(n_out):
-            o = outputs[q]
-            largest = 0.0
-            for m in range(n_modes):
-                largest = max(largest, abs(res[q, m]))
-            auc_inf = 0.0
-            slowest = 0.0
-            for e in range(n_ev):
-                amt = ev_amt[i, e]
-                if amt == 0.0:
-                    continue
-                for m in range(n_modes):
-                    if mode_path[m] != ev_path[e]:
-                        continue
-                    r = residues[i, mode_path[m], o, mode_slot[m]]
-                    auc_inf += amt * r / (-lam[m])
-                    if abs(r) > 1e-12 * largest and (slowest == 0.0 or -lam[m] < slowest):
-                        slowest = -lam[m]
-            out[i, q, AUC_INF] = auc_inf
-            out[i, q, HALF_LIFE] = math.log(2.0) / slowest if slowest > 0.0 else np.nan
+                cp_count[b, k, q] = count
     n_critical = n_tasks
     if n_critical > capacity:
         return False
@@ -553,8 +577,8 @@ def _summarize_block(
                 last_down = 0.0
                 for k in range(iv_count[b]):
                     a = iv_start[b, k]
-                    const = iv_const[b, k, q]
-                    v0 = iv_first[b, k, q]
+                    const = const_l[k, q, b]
+                    v0 = first_l[k, q, b]
                     # a bolus may carry the level across the threshold at the instant it is given
                     if (v0 > thr) != above:
                         above = v0 > thr
@@ -569,11 +593,11 @@ def _summarize_block(
                     n_crit = cp_count[b, k, q]
                     for c in range(n_crit + 1):
                         if c < n_crit:
-                            t1 = scalars[TASK_AT, first + c]
-                            v1 = const + scalars[TASK_LEVEL, first + c]
+                            t1 = scalars[first + c, TASK_AT]
+                            v1 = const + scalars[first + c, TASK_LEVEL]
                         else:
                             t1 = iv_len[b, k]
-                            v1 = iv_last[b, k, q]
+                            v1 = last_l[k, q, b]
                         if v1 > cmax:
                             cmax = v1
                             tmax = a + t1
@@ -582,17 +606,17 @@ def _summarize_block(
                             if sweep == 0:
                                 if n_tasks < capacity:
                                     for m in range(n_modes):
-                                        modes[MODE_POLE, m, n_tasks] = patient_poles[b, m]
-                                        modes[MODE_COEF, m, n_tasks] = iv_alpha[b, k, q, m]
-                                        modes[MODE_LEVEL, m, n_tasks] = iv_alpha[b, k, q, m]
-                                    scalars[TASK_CONST, n_tasks] = const - thr
-                                    scalars[TASK_LO, n_tasks] = t0
-                                    scalars[TASK_HI, n_tasks] = t1
-                                    scalars[TASK_SIDE, n_tasks] = -1.0 if above else 1.0
+                                        modes[n_tasks, MODE_POLE, m] = lam_l[m, b]
+                                        modes[n_tasks, MODE_COEF, m] = alpha_l[k, q, m, b]
+                                        modes[n_tasks, MODE_LEVEL, m] = alpha_l[k, q, m, b]
+                                    scalars[n_tasks, TASK_CONST] = const - thr
+                                    scalars[n_tasks, TASK_LO] = t0
+                                    scalars[n_tasks, TASK_HI] = t1
+                                    scalars[n_tasks, TASK_SIDE] = -1.0 if above else 1.0
                                 n_tasks += 1
                             else:
                                 since, time_above, last_down = _crossing(
-                                    a + scalars[TASK_ROOT, task],
+                                    a + scalars[task, TASK_ROOT],
                                     above,
                                     since,
                                     time_above,
