@@ -40,6 +40,7 @@ from ketaflow.pharmacology.roots import (
     NOISE,
     TASK_AT,
     TASK_CONST,
+    TASK_FROM_HI,
     TASK_HI,
     TASK_LEVEL,
     TASK_LO,
@@ -237,6 +238,7 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
             scalars[k, TASK_LO] = out_lo[k]
             scalars[k, TASK_HI] = out_hi[k]
             scalars[k, TASK_SIDE] = out_side[k]
+            scalars[k, TASK_FROM_HI] = 0.0
         solve_tasks(modes, scalars, 0, n_br)
         n_points = n_br
         for k in range(n_br):
@@ -428,10 +430,13 @@ def _summarize_block(
                 rate_l[n_k, m, b] = rate[mode_path[m]]
             n_k += 1
         iv_count[b] = n_k
+    n_used = 0  # intervals of the patient with the most
+    for b in range(nb):
+        n_used = max(n_used, iv_count[b])
 
     # --- pass 1b, every patient at once: the closed form over each interval, AUC, the
     # levels at its ends, and whether the slope's coefficients have both signs
-    for k in range(n_iv):
+    for k in range(n_used):
         for m in range(n_modes):
             for b in range(nb):
                 delta = len_l[k, b]
@@ -554,6 +559,7 @@ def _summarize_block(
                         scalars[n_tasks, TASK_LO] = bracket_lo[c]
                         scalars[n_tasks, TASK_HI] = bracket_hi[c]
                         scalars[n_tasks, TASK_SIDE] = bracket_side[c]
+                        scalars[n_tasks, TASK_FROM_HI] = 0.0
                     n_tasks += 1
                 cp_count[b, k, q] = count
     n_critical = n_tasks
@@ -613,6 +619,8 @@ def _summarize_block(
                                     scalars[n_tasks, TASK_LO] = t0
                                     scalars[n_tasks, TASK_HI] = t1
                                     scalars[n_tasks, TASK_SIDE] = -1.0 if above else 1.0
+                                    # t0 > 0: the level's critical point, slope 0
+                                    scalars[n_tasks, TASK_FROM_HI] = 1.0 if c > 0 else 0.0
                                 n_tasks += 1
                             else:
                                 since, time_above, last_down = _crossing(
