@@ -389,7 +389,8 @@ def _combine(mu, rf, fac, use, out):  # pragma: no cover - compiled
         out[slot] = value
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+# nogil: population.iter_chunks samples the next chunk in another thread meanwhile
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _decompose(
     par_v,
     par_q,
@@ -669,7 +670,8 @@ def _value(i, o, t, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt):
     return total
 
 
-@njit(cache=True, parallel=True)
+# nogil: population.iter_chunks samples the next chunk in another thread meanwhile
+@njit(cache=True, parallel=True, nogil=True)
 def _evaluate(
     poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, times, o, out
 ):  # pragma: no cover
@@ -953,7 +955,8 @@ def _run8(
 SUPER = 8  # lane blocks (of LANES patients) per parallel task
 
 
-@njit(cache=True, parallel=True)
+# nogil: population.iter_chunks samples the next chunk in another thread meanwhile
+@njit(cache=True, parallel=True, nogil=True)
 def _grid(
     poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, t0, dt, outputs, out
 ):  # pragma: no cover

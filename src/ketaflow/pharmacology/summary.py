@@ -246,7 +246,8 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
     return 0
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+# nogil: population.iter_chunks samples the next chunk in another thread meanwhile
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _summarize(
     poles,
     residues,
