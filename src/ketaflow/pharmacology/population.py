@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -114,23 +113,10 @@ def iter_chunks(
     outputs: tuple[int, ...] = (OUTPUT_PARENT, OUTPUT_METABOLITE, OUTPUT_EFFECT),
 ) -> Iterator[Chunk]:
     """Patients in blocks of RNG_BLOCK: modal decomposition and dose events of each block.
-    The effect-site mode is left out when the effect site is not among `outputs`.
-
-    With more than one block, the next block is sampled (NumPy, one core) in a second thread
-    while the caller works on this one (the kernels release the GIL): the sampling no longer
-    leaves the other core idle. At most two blocks are held at once."""
-    starts = range(0, spec.n_patients, RNG_BLOCK)
-    if len(starts) == 1:
-        system, events = _sample_chunk(spec, outputs, 0)
-        yield Chunk(0, decompose(system), events)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ketaflow-sampling") as pool:
-        pending = pool.submit(_sample_chunk, spec, outputs, starts[0])
-        for index, start in enumerate(starts):
-            system, events = pending.result()
-            if index + 1 < len(starts):
-                pending = pool.submit(_sample_chunk, spec, outputs, starts[index + 1])
-            yield Chunk(start, decompose(system), events)
+    The effect-site mode is left out when the effect site is not among `outputs`."""
+    for start in range(0, spec.n_patients, RNG_BLOCK):
+        system, events = _sample_chunk(spec, outputs, start)
+        yield Chunk(start, decompose(system), events)
 
 
 # NaN here means "still above the threshold at the horizon": a right-censored time, not a

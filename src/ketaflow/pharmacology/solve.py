@@ -389,7 +389,7 @@ def _combine(mu, rf, fac, use, out):  # pragma: no cover - compiled
         out[slot] = value
 
 
-# nogil: population.iter_chunks samples the next chunk in another thread meanwhile
+# nogil: the server's other requests go on while a simulation runs
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _decompose(
     par_v,
@@ -670,7 +670,7 @@ def _value(i, o, t, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt):
     return total
 
 
-# nogil: population.iter_chunks samples the next chunk in another thread meanwhile
+# nogil: the server's other requests go on while a simulation runs
 @njit(cache=True, parallel=True, nogil=True)
 def _evaluate(
     poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, times, o, out
@@ -955,7 +955,7 @@ def _run8(
 SUPER = 8  # lane blocks (of LANES patients) per parallel task
 
 
-# nogil: population.iter_chunks samples the next chunk in another thread meanwhile
+# nogil: the server's other requests go on while a simulation runs
 @njit(cache=True, parallel=True, nogil=True)
 def _grid(
     poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, t0, dt, outputs, out

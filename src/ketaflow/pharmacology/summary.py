@@ -246,7 +246,7 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
     return 0
 
 
-# nogil: population.iter_chunks samples the next chunk in another thread meanwhile
+# nogil: the server's other requests go on while a simulation runs
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _summarize(
     poles,
