@@ -506,9 +506,9 @@ def _summarize_block(
                     slower = (slowest[b] == 0.0) | (rate_m < slowest[b])
                     slowest[b] = rate_m if carried & slower else slowest[b]
         for b in range(nb):
-            out[i0 + b, q, AUC_HORIZON] = auc_h[q, b]
-            out[i0 + b, q, AUC_INF] = auc_inf[b]
-            out[i0 + b, q, HALF_LIFE] = math.log(2.0) / slowest[b] if slowest[b] > 0.0 else np.nan
+            out[q, AUC_HORIZON, i0 + b] = auc_h[q, b]
+            out[q, AUC_INF, i0 + b] = auc_inf[b]
+            out[q, HALF_LIFE, i0 + b] = math.log(2.0) / slowest[b] if slowest[b] > 0.0 else np.nan
 
     # --- pass 1c, per patient: brackets of the critical points (zeros of f'). None where
     # every coefficient of f' has one sign; where the rule of signs allows at most one, the
@@ -635,14 +635,14 @@ def _summarize_block(
                         t0 = t1
                         v0 = v1
                 if sweep == 1:
-                    out[i, q, CMAX] = cmax
-                    out[i, q, TMAX] = tmax
+                    out[q, CMAX, i] = cmax
+                    out[q, TMAX, i] = tmax
                     if above:
-                        out[i, q, TIME_ABOVE] = time_above + horizon - since
-                        out[i, q, TIME_TO_BELOW] = np.nan
+                        out[q, TIME_ABOVE, i] = time_above + horizon - since
+                        out[q, TIME_TO_BELOW, i] = np.nan
                     else:
-                        out[i, q, TIME_ABOVE] = time_above
-                        out[i, q, TIME_TO_BELOW] = last_down
+                        out[q, TIME_ABOVE, i] = time_above
+                        out[q, TIME_TO_BELOW, i] = last_down
         if sweep == 0:
             if n_tasks > capacity:
                 return False
@@ -675,7 +675,9 @@ def summarize(
     ev = event_arrays(events, n)
     if ev[1].size and float(ev[1].min()) < 0:
         raise PKInputError("start", "dose times count from the first dose and cannot be negative")
-    out = np.empty((n, len(outputs), len(SUMMARY_FIELDS)))
+    # field-major in the kernel (writes along patients, and a consumer taking one field reads
+    # contiguous memory); returned as the (N, outputs, fields) view
+    out = np.empty((len(outputs), len(SUMMARY_FIELDS), n))
     # the (path, slot) of every mode in use, in row-major order
     mode_path, mode_slot = (
         np.ascontiguousarray(a, dtype=np.int64) for a in np.nonzero(modal.active)
@@ -691,4 +693,4 @@ def summarize(
         float(horizon_min),
         out,
     )
-    return out
+    return out.transpose(2, 0, 1)
