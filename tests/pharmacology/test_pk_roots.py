@@ -19,14 +19,17 @@ from ketaflow.pharmacology.roots import (
     N_MODE_ROWS,
     N_TASK_ROWS,
     SLOTS,
+    START_GUESS,
+    START_HI,
     TASK_AT,
     TASK_CONST,
-    TASK_FROM_HI,
+    TASK_GUESS,
     TASK_HI,
     TASK_LEVEL,
     TASK_LO,
     TASK_ROOT,
     TASK_SIDE,
+    TASK_START,
     solve_tasks,
 )
 
@@ -55,7 +58,7 @@ def monotone_tasks(draw):
     return np.array(poles), sign * np.array(coef), -sign * target, lo, hi, sign
 
 
-def _storage(tasks, from_hi=False):
+def _storage(tasks, start="lo"):
     n_modes = max(t[0].shape[0] for t in tasks)
     modes = np.zeros((len(tasks), N_MODE_ROWS, n_modes))
     scalars = np.zeros((len(tasks), N_TASK_ROWS))
@@ -69,17 +72,27 @@ def _storage(tasks, from_hi=False):
         scalars[j, TASK_LO] = lo
         scalars[j, TASK_HI] = hi
         scalars[j, TASK_SIDE] = sign  # falling (+) starts positive, rising (-) negative
-        scalars[j, TASK_FROM_HI] = 1.0 if from_hi else 0.0
+        if start == "hi":
+            scalars[j, TASK_START] = START_HI
+        elif start in ("guess", "outside"):
+            # a point inside the bracket (a third of the way), or none (NaN: a caller's
+            # estimate that failed), which starts from hi
+            scalars[j, TASK_START] = START_GUESS
+            scalars[j, TASK_GUESS] = lo + (hi - lo) / 3.0 if start == "guess" else math.nan
     return modes, scalars
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(monotone_tasks(), min_size=1, max_size=3 * SLOTS), st.booleans())
+@given(
+    st.lists(monotone_tasks(), min_size=1, max_size=3 * SLOTS),
+    st.sampled_from(["lo", "hi", "guess", "outside"]),
+)
 # a zero 2e-9 from the end of its bracket: once taken for a zero of the end itself
-@example([(np.array([-1.0]), np.array([1.0]), -0.3678794418035629, 0.0, 1.0, 1.0)], False)
-def test_every_root_agrees_with_brentq(tasks, from_hi):
-    """From either end first (TASK_FROM_HI: summaries start from hi where lo is a peak)."""
-    modes, scalars = _storage(tasks, from_hi)
+@example([(np.array([-1.0]), np.array([1.0]), -0.3678794418035629, 0.0, 1.0, 1.0)], "lo")
+def test_every_root_agrees_with_brentq(tasks, start):
+    """From either end first, or from a point inside the bracket (summaries start after a
+    peak from an estimate), or from a failed estimate (then from hi)."""
+    modes, scalars = _storage(tasks, start)
     solve_tasks(modes, scalars, 0, len(tasks))
     for j, (poles, coef, const, lo, hi, _) in enumerate(tasks):
 

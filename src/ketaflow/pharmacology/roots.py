@@ -18,7 +18,8 @@ Task storage (one row per task j, its values contiguous):
 - `modes[j, row, m]`, rows MODE_POLE, MODE_COEF, MODE_LEVEL: the poles, c_m, and the
   coefficients of a second sum returned at the root (the level of f where g is its slope);
 - `scalars[j, row]`, rows TASK_CONST .. TASK_LEVEL: const, the bracket, the sign s_lo and
-  whether to start from hi (TASK_FROM_HI nonzero: lo is a critical point of the level) in,
+  where to start (TASK_START: from lo, from hi, or at TASK_GUESS, a point inside the
+  bracket; a guess outside it starts from hi) in,
   and out: the zero, the last point evaluated (within the final step of the zero) and the
   second sum there (so a maximum's time and value agree to rounding).
 """
@@ -34,8 +35,19 @@ from ketaflow.pharmacology.vecmath import exp_lane, log_lane
 
 MODE_POLE, MODE_COEF, MODE_LEVEL = range(3)
 N_MODE_ROWS = 3
-(TASK_CONST, TASK_LO, TASK_HI, TASK_SIDE, TASK_FROM_HI, TASK_ROOT, TASK_AT, TASK_LEVEL) = range(8)
-N_TASK_ROWS = 8
+(
+    TASK_CONST,
+    TASK_LO,
+    TASK_HI,
+    TASK_SIDE,
+    TASK_START,
+    TASK_GUESS,
+    TASK_ROOT,
+    TASK_AT,
+    TASK_LEVEL,
+) = range(9)
+N_TASK_ROWS = 9
+START_LO, START_HI, START_GUESS = 0.0, 1.0, 2.0  # values of TASK_START
 MAX_EVALUATIONS = 202  # both ends, then up to 200 steps (bisection alone needs under 64)
 # Relative size under which a sum counts as zero (rounding noise).
 NOISE = 1e-12
@@ -95,9 +107,12 @@ def _load(modes, scalars, j, buf, mode_buf, slot, n_modes):  # pragma: no cover 
     buf[R_HI0 + slot] = hi
     buf[R_SIDE0 + slot] = scalars[j, TASK_SIDE]
     buf[R_CONST + slot] = scalars[j, TASK_CONST]
-    buf[R_X + slot] = math.nan
-    # from hi first where lo is a point of zero slope (Newton's step there is no guide)
-    buf[R_PHASE + slot] = PHASE_HI if scalars[j, TASK_FROM_HI] != 0.0 else PHASE_LO
+    start = scalars[j, TASK_START]
+    guess = scalars[j, TASK_GUESS]
+    guessed = (start == START_GUESS) & (lo < guess) & (guess < hi)
+    buf[R_X + slot] = guess if guessed else math.nan
+    phase = PHASE_LO if start == START_LO else PHASE_HI
+    buf[R_PHASE + slot] = PHASE_X if guessed else phase
     buf[R_EVALS + slot] = 0.0
     buf[R_LO_ZERO + slot] = 0.0  # whether g was at rounding level at lo (at hi), once seen
     buf[R_HI_ZERO + slot] = 0.0

@@ -38,14 +38,18 @@ from ketaflow.pharmacology.roots import (
     N_MODE_ROWS,
     N_TASK_ROWS,
     NOISE,
+    START_GUESS,
+    START_HI,
+    START_LO,
     TASK_AT,
     TASK_CONST,
-    TASK_FROM_HI,
+    TASK_GUESS,
     TASK_HI,
     TASK_LEVEL,
     TASK_LO,
     TASK_ROOT,
     TASK_SIDE,
+    TASK_START,
     solve_tasks,
 )
 from ketaflow.pharmacology.solve import DoseEvents, ModalSystem, event_arrays
@@ -238,7 +242,7 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
             scalars[k, TASK_LO] = out_lo[k]
             scalars[k, TASK_HI] = out_hi[k]
             scalars[k, TASK_SIDE] = out_side[k]
-            scalars[k, TASK_FROM_HI] = 0.0
+            scalars[k, TASK_START] = START_LO
         solve_tasks(modes, scalars, 0, n_br)
         n_points = n_br
         for k in range(n_br):
@@ -560,7 +564,7 @@ def _summarize_block(
                         scalars[n_tasks, TASK_LO] = bracket_lo[c]
                         scalars[n_tasks, TASK_HI] = bracket_hi[c]
                         scalars[n_tasks, TASK_SIDE] = bracket_side[c]
-                        scalars[n_tasks, TASK_FROM_HI] = 0.0
+                        scalars[n_tasks, TASK_START] = START_LO
                     n_tasks += 1
                 cp_count[b, k, q] = count
     n_critical = n_tasks
@@ -620,8 +624,19 @@ def _summarize_block(
                                     scalars[n_tasks, TASK_LO] = t0
                                     scalars[n_tasks, TASK_HI] = t1
                                     scalars[n_tasks, TASK_SIDE] = -1.0 if above else 1.0
-                                    # t0 > 0: the level's critical point, slope 0
-                                    scalars[n_tasks, TASK_FROM_HI] = 1.0 if c > 0 else 0.0
+                                    start = START_LO
+                                    if c > 0:
+                                        # t0 is a critical point: Newton's step from its zero
+                                        # slope is no guide. Start where the level would
+                                        # cross if it moved exponentially between the ends
+                                        # (else from t1)
+                                        start = START_HI
+                                        if v0 > 0.0 and v1 > 0.0 and v0 != v1:
+                                            scalars[n_tasks, TASK_GUESS] = t0 + (
+                                                t1 - t0
+                                            ) * math.log(v0 / thr) / math.log(v0 / v1)
+                                            start = START_GUESS
+                                    scalars[n_tasks, TASK_START] = start
                                 n_tasks += 1
                             else:
                                 since, time_above, last_down = _crossing(
