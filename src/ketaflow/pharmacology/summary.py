@@ -296,7 +296,8 @@ def _summarize(
                 size = 1  # more roots than the block had room for: one patient at a time
 
 
-@njit(cache=True, error_model="numpy")
+# contract: fused multiply-adds in the sums over modes
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _summarize_block(
     i0,
     i1,
