@@ -38,9 +38,15 @@ def pytest_runtest_makereport(item, call):
 
 
 def make_settings(url: str) -> Settings:
-    # Cheap argon2 parameters keep the suite fast; production keeps RFC 9106's defaults.
+    # Cheap argon2 parameters keep the suite fast; production keeps RFC 9106's defaults. Every
+    # test of a shared stack logs in from the loopback address, so the per-client login
+    # throttle is set out of reach there (tests/security/test_login_throttle.py tests it).
     return Settings(
-        database_url=url, argon2_time_cost=1, argon2_memory_kib=256, max_failed_logins=5
+        database_url=url,
+        argon2_time_cost=1,
+        argon2_memory_kib=256,
+        max_failed_logins=5,
+        login_throttle_failures=100_000,
     )
 
 

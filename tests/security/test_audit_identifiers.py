@@ -26,3 +26,22 @@ def test_an_over_long_patient_id_is_audited_clipped_not_a_500(api, stack):
     assert clipped, events
     assert all(e["patient_id"] == "0" * 35 + "\u2026" for e in clipped)
     assert verify_audit_chain(stack.db).intact  # the hash covers the value as recorded
+
+
+def test_an_over_long_client_address_is_audited_clipped(stack):
+    """What a trusted proxy forwards as the client address is not checked for length."""
+    from ketaflow.security import audit
+    from ketaflow.security.permissions import Actor
+
+    address = "f" * 100
+    with stack.db.transaction() as session:
+        event = audit.record(
+            session,
+            Actor(None, "(unknown account)", "unauthenticated", address),
+            "auth.login",
+            "user",
+            None,
+            allowed=False,
+        )
+        assert event.client_address == "f" * 63 + "\u2026"
+    assert verify_audit_chain(stack.db).intact

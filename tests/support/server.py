@@ -33,12 +33,18 @@ class ServerErrorLog:
 
 
 class LiveServer:
-    def __init__(self, app) -> None:
+    def __init__(self, app, **uvicorn_options) -> None:
+        """`uvicorn_options` go to uvicorn.Config (e.g. proxy_headers, forwarded_allow_ips)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = ServerErrorLog(app)
         config = uvicorn.Config(
-            self.log, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.log,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            **uvicorn_options,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -31,6 +31,10 @@ class KetaflowError(Exception):
     def extensions(self) -> dict[str, object]:
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the problem document."""
+        return {}
+
 
 @dataclass
 class Misconfigured(KetaflowError):
@@ -54,6 +58,34 @@ class Unauthorized(KetaflowError):
     status: int = field(default=401, init=False)
     slug: str = field(default="unauthorized", init=False)
     title: str = field(default="Authentication required", init=False)
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass
+class TooManyRequests(KetaflowError):
+    """Refused because of the requests that came before this one, not for anything in it:
+    the same request may succeed after `retry_after_s` seconds (the Retry-After header)."""
+
+    retry_after_s: int = 1
+    status: int = field(default=429, init=False)
+    slug: str = field(default="too-many-requests", init=False)
+    title: str = field(default="Too many requests", init=False)
+
+    def extensions(self) -> dict[str, object]:
+        return {"retry_after_s": self.retry_after_s}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+@dataclass
+class LoginThrottled(TooManyRequests):
+    """Too many failed logins from one client address: its attempts are refused unchecked."""
+
+    slug: str = field(default="login-throttled", init=False)
+    title: str = field(default="Too many failed logins from this client", init=False)
 
 
 @dataclass

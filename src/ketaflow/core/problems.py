@@ -59,7 +59,8 @@ def field_path(location: tuple[object, ...] | list[object]) -> str:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(KetaflowError)
     async def _domain_error(request: Request, exc: KetaflowError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        # WWW-Authenticate on a 401, Retry-After on a 429
+        headers = exc.headers() or None
         return problem_response(
             request, exc.status, exc.slug, exc.title, exc.detail, exc.extensions(), headers
         )

@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     # Lock an account after this many consecutive failed logins, for lockout_minutes.
     max_failed_logins: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # Per-client throttle against password spraying (one client, one password, many accounts):
+    # after this many failed logins from one client address (an IPv6 client's /64) within the
+    # last login_throttle_window_minutes, its further attempts are refused with 429 before any
+    # password is checked, until the oldest of those failures leaves the window.
+    login_throttle_failures: int = Field(default=20, ge=1, le=100_000)
+    login_throttle_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
     # argon2id cost; the defaults are RFC 9106's second recommended option (64 MiB, t=3).
     # Tests lower them to keep the suite fast; never lower them in production.
     argon2_time_cost: int = Field(default=3, ge=1)

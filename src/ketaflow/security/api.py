@@ -10,9 +10,11 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
 
 from ketaflow.core.pagination import Page, PageDep
+from ketaflow.core.problems import PROBLEM_MEDIA_TYPE
 from ketaflow.security import service
 from ketaflow.security.dependencies import (
     ActorDep,
+    ClockDep,
     DbDep,
     SettingsDep,
     client_address,
@@ -77,15 +79,46 @@ class AuditEventOut(BaseModel):
     hash: str
 
 
-@router.post("/auth/token", response_model=TokenOut)
+@router.post(
+    "/auth/token",
+    response_model=TokenOut,
+    responses={
+        401: {
+            "description": "incorrect username or password (one answer for every reason)",
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+        },
+        429: {
+            "description": "too many failed logins from this client address",
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds until the client may try again",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+    },
+)
 def issue_token(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     db: DbDep,
     settings: SettingsDep,
+    clock: ClockDep,
 ) -> TokenOut:
-    """OAuth2 password flow: exchange a username and password for an expiring bearer token."""
-    issued = service.login(db, settings, form.username, form.password, client_address(request))
+    """OAuth2 password flow: exchange a username and password for an expiring bearer token.
+    A client address with too many failed logins in the throttle's window is refused with 429
+    and Retry-After, before any password is checked."""
+    issued = service.login(
+        db,
+        settings,
+        form.username,
+        form.password,
+        client_address(request),
+        # The throttle's window runs on the app's clock. The token's lifetime and the account
+        # lock stay on real time, which is what resolve_token checks tokens against.
+        throttle_clock=clock,
+    )
     ttl = int(settings.token_ttl_minutes * 60)
     return TokenOut(access_token=issued.access_token, expires_at=issued.expires_at, expires_in=ttl)
 

@@ -103,7 +103,8 @@ def record(
         ),
         "patient_id": _fit(patient_id, AuditEvent.__table__.c.patient_id),
         "allowed": allowed,
-        "client_address": actor.client_address,
+        # what a trusted proxy forwards is not checked for length
+        "client_address": _fit(actor.client_address, AuditEvent.__table__.c.client_address),
         "detail": dict(detail) if detail else None,
     }
     event = AuditEvent(

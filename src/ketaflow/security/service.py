@@ -13,9 +13,16 @@ from sqlalchemy.orm import Session
 
 from ketaflow.core.clock import Clock, utc_now
 from ketaflow.core.db import Database
-from ketaflow.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from ketaflow.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    LoginThrottled,
+    NotFound,
+    Unauthorized,
+)
 from ketaflow.core.settings import Settings
-from ketaflow.security import audit, passwords
+from ketaflow.security import audit, passwords, throttle
 from ketaflow.security.chain import ChainReport
 from ketaflow.security.permissions import AUDIT_READ, USER_MANAGE, Actor, Role, is_allowed
 from ketaflow.security.tables import ApiToken, AuditEvent, User
@@ -118,44 +125,102 @@ def list_users(db: Database, actor: Actor) -> list[User]:
 LOGIN_REFUSED = "incorrect username or password"
 
 
+# Recorded as the actor of a login refused by the per-client throttle: the attempt is refused
+# before its username is even looked at.
+THROTTLED_CLIENT = "(throttled client)"
+
+
 @dataclass(frozen=True)
 class _Attempt:
     """What a login's first, short transaction learnt. `slot` is this attempt's number among the
     account's consecutive failures, counted before the password is checked (None: the account
-    is locked, or there is no active account by that name)."""
+    is locked, or there is no active account by that name). `admission` is the per-client
+    throttle's decision; when it refused, nothing else was looked at."""
 
     actor: Actor | None
+    admission: throttle.Admission
     password_hash: str | None = None
     slot: int | None = None
     # The name of an account that exists but is deactivated (audited by name).
     inactive_username: str | None = None
 
 
+def _refuse_throttled(
+    session: Session, settings: Settings, admission: throttle.Admission, now: datetime
+) -> None:
+    """Audit a refusal by the throttle: no username (not looked at), no address (the client is
+    named by the first 16 hex digits of its digest, as in login_failures), no password."""
+    anonymous = Actor(None, THROTTLED_CLIENT, UNAUTHENTICATED_ROLE, None)
+    audit.record(
+        session,
+        anonymous,
+        "auth.login",
+        "user",
+        None,
+        allowed=False,
+        now=now,
+        detail={
+            "why": "client throttled",
+            "client": admission.client_digest[:16],
+            "failures": admission.failures_in_window,
+            "limit": settings.login_throttle_failures,
+            "window_minutes": settings.login_throttle_window_minutes,
+            "retry_after_s": admission.retry_after_s,
+        },
+    )
+
+
 def _start_attempt(
-    db: Database, username: str, client_address: str | None, now: datetime
+    db: Database,
+    settings: Settings,
+    username: str,
+    client_address: str | None,
+    now: datetime,
+    throttle_now: datetime,
 ) -> _Attempt:
-    """Count the attempt as a failure until the password proves otherwise, in one atomic
-    UPDATE: concurrent attempts each get a slot of their own, so however many run in parallel
-    at most max_failed_logins of them are checked against the account before it locks."""
+    """First the per-client throttle: refuse the attempt if its client has too many failures
+    in the window, else count it against the client (throttle.admit). Then count it as a
+    failure of the account until the password proves otherwise, in one atomic UPDATE:
+    concurrent attempts each get a slot of their own, so however many run in parallel at most
+    max_failed_logins of them are checked against the account before it locks."""
     with db.transaction() as session:
-        row = session.execute(
-            select(User.id, User.username, User.role, User.active).where(User.username == username)
-        ).first()
-        if row is None:
-            return _Attempt(None)
-        if not row.active:
-            return _Attempt(None, inactive_username=row.username)
-        actor = Actor(row.id, row.username, Role(row.role), client_address)
-        reserved = session.execute(
-            update(User)
-            .where(User.id == row.id, or_(User.locked_until.is_(None), User.locked_until <= now))
-            .values(failed_login_count=User.failed_login_count + 1)
-            .returning(User.failed_login_count, User.password_hash)
-            .execution_options(synchronize_session=False)
-        ).first()
-        if reserved is None:
-            return _Attempt(actor)
-        return _Attempt(actor, reserved.password_hash, reserved.failed_login_count)
+        attempt = _count_attempt(session, settings, username, client_address, now, throttle_now)
+        # Last, once the account's row is locked: pruning never waits on another transaction,
+        # so no transaction holding that row can end up waiting on this one.
+        throttle.prune(session, settings, throttle_now)
+        return attempt
+
+
+def _count_attempt(
+    session: Session,
+    settings: Settings,
+    username: str,
+    client_address: str | None,
+    now: datetime,
+    throttle_now: datetime,
+) -> _Attempt:
+    admission = throttle.admit(session, settings, client_address, throttle_now)
+    if admission.refused:
+        _refuse_throttled(session, settings, admission, now)
+        return _Attempt(None, admission)
+    row = session.execute(
+        select(User.id, User.username, User.role, User.active).where(User.username == username)
+    ).first()
+    if row is None:
+        return _Attempt(None, admission)
+    if not row.active:
+        return _Attempt(None, admission, inactive_username=row.username)
+    actor = Actor(row.id, row.username, Role(row.role), client_address)
+    reserved = session.execute(
+        update(User)
+        .where(User.id == row.id, or_(User.locked_until.is_(None), User.locked_until <= now))
+        .values(failed_login_count=User.failed_login_count + 1)
+        .returning(User.failed_login_count, User.password_hash)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if reserved is None:
+        return _Attempt(actor, admission)
+    return _Attempt(actor, admission, reserved.password_hash, reserved.failed_login_count)
 
 
 def _lock_if_at_limit(session: Session, settings: Settings, user_id: int, now: datetime) -> bool:
@@ -182,16 +247,31 @@ def login(
     password: str,
     client_address: str | None,
     clock: Clock = utc_now,
+    *,
+    throttle_clock: Clock | None = None,
 ) -> IssuedToken:
     """Check a password and issue a bearer token. KETAFLOW_MAX_FAILED_LOGINS consecutive
-    failures lock the account for KETAFLOW_LOCKOUT_MINUTES.
+    failures lock the account for KETAFLOW_LOCKOUT_MINUTES. A client address with
+    KETAFLOW_LOGIN_THROTTLE_FAILURES failures in the last KETAFLOW_LOGIN_THROTTLE_WINDOW_MINUTES
+    is refused (LoginThrottled, 429) before any password is checked (throttle.py); its window
+    runs on `throttle_clock` (default: `clock`).
 
     Three steps, so argon2 never runs inside a transaction (on SQLite a transaction holds the
     store's write lock, and every other request would wait on the hashing): a short
     transaction counts the attempt and reads the hash, the password is verified, and a second
     short transaction records the outcome (token or lock, and the audit event)."""
     now = clock()
-    attempt = _start_attempt(db, username, client_address, now)
+    throttle_now = now if throttle_clock is None else throttle_clock()
+    attempt = _start_attempt(db, settings, username, client_address, now, throttle_now)
+    if attempt.admission.refused:
+        # Refused unchecked, and audited (committed) already: no argon2 work at all.
+        minutes = settings.login_throttle_window_minutes
+        retry_after_s = attempt.admission.retry_after_s or 1
+        raise LoginThrottled(
+            f"too many failed logins from this client address in the last {minutes} minutes:"
+            f" try again in {retry_after_s} seconds",
+            retry_after_s=retry_after_s,
+        )
     checked = attempt.slot is not None and attempt.slot <= settings.max_failed_logins
     # Exactly one verification per attempt: against the account's hash for an attempt within
     # the limit, else against the dummy hash (its result is never used).
@@ -257,6 +337,9 @@ def login(
         else:
             user.failed_login_count = 0
             user.locked_until = None
+            # The attempt was not a failure of its client after all; the client's other
+            # failures stay counted.
+            throttle.release(session, attempt.admission.reservation_id)
             if new_hash is not None and user.password_hash == attempt.password_hash:
                 user.password_hash = new_hash
             token = secrets.token_urlsafe(32)

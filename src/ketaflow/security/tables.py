@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ketaflow.core.db import Base, JSONDocument, UTCDateTime
@@ -63,3 +63,27 @@ class AuditEvent(Base):
     # The id of the key whose HMAC `hash` is (chain.AuditKey); None: plain SHA-256, as every
     # event written before KETAFLOW_AUDIT_KEY was set.
     key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class LoginFailure(Base):
+    """One failed login from a client, for the per-client throttle (security/throttle.py): an
+    attempt is counted here before its password is checked, and its row is removed again only
+    if it logs in. Rows older than the throttle's window are pruned as attempts come in.
+
+    `client_digest` is an HMAC-SHA256 (SHA-256 without an audit key) of the client's address,
+    or of its /64 for IPv6: the address itself is never stored."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        # counting one client's failures in the window
+        Index("ix_login_failures_client_digest", "client_digest", "failed_at"),
+    )
+
+    # 64 bits on PostgreSQL (a table with this much churn must not run out of ids); SQLite's
+    # INTEGER PRIMARY KEY is 64 bits already.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    client_digest: Mapped[str] = mapped_column(String(64))
+    # pruning: the oldest rows first
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
