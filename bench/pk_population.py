@@ -58,9 +58,17 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def _measure(fn):
-    """Wall time, and peak resident memory above the starting level, sampled every 2 ms by a
-    thread (it runs whenever the engine hands back the GIL, i.e. between chunks)."""
+def _timed(fn):
+    """(result, wall seconds), nothing else running in the process."""
+    t0 = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - t0
+
+
+def _peak_memory(fn) -> int:
+    """Peak resident memory above the starting level while fn runs, sampled every 2 ms by a
+    thread. A run of its own, not one of the timed runs: the kernels release the GIL, so the
+    sampler would otherwise take CPU from them."""
     base = _rss_bytes()
     peak = [base]
     done = threading.Event()
@@ -72,13 +80,11 @@ def _measure(fn):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    t0 = time.perf_counter()
-    result = fn()
-    wall = time.perf_counter() - t0
+    fn()
     peak[0] = max(peak[0], _rss_bytes())
     done.set()
     sampler.join()
-    return result, wall, peak[0] - base
+    return peak[0] - base
 
 
 def full_curves(spec: PopulationSpec) -> float:
@@ -163,16 +169,17 @@ def main() -> None:
     n_modes = int(modal.active.sum())
     print(f"model: {sample.model.title}; {n_modes} exponential modes (ketamine + norketamine)")
 
-    # Each mode runs REPEATS times (the machine is shared): best and median wall times.
-    curves_runs = [_measure(lambda: full_curves(spec)) for _ in range(REPEATS)]
-    summ_runs = [_measure(lambda: summaries(spec)) for _ in range(REPEATS)]
+    # Each mode runs once for its peak memory (first, before its memory is resident), then
+    # REPEATS times (the machine is shared) for the best and median wall times.
+    curves_peak = _peak_memory(lambda: full_curves(spec))
+    curves_runs = [_timed(lambda: full_curves(spec)) for _ in range(REPEATS)]
+    summ_peak = _peak_memory(lambda: summaries(spec))
+    summ_runs = [_timed(lambda: summaries(spec)) for _ in range(REPEATS)]
     summary = summ_runs[0][0]
     curves_wall = min(r[1] for r in curves_runs)
     summ_wall = min(r[1] for r in summ_runs)
     curves_median = float(np.median([r[1] for r in curves_runs]))
     summ_median = float(np.median([r[1] for r in summ_runs]))
-    curves_peak = max(r[2] for r in curves_runs)
-    summ_peak = max(r[2] for r in summ_runs)
     ivp_per_patient = ivp_loop_seconds_per_patient()
     ivp_total = ivp_per_patient * n
     floor = min(exp_floor_seconds(n, n_modes) for _ in range(3))  # best of 3, like the modes
@@ -203,10 +210,11 @@ def main() -> None:
             f"{ivp_total / wall:>13,.0f}{floor / wall:>13.2f}"
         )
     print(f"\nbest and median of {REPEATS} runs; ratios use the best")
-    print("peak MB: resident memory above the level before the mode ran")
+    print("peak MB: resident memory above the level before the mode ran (a separate run)")
     print(f"process peak RSS (everything above, incl. Python and Numba): {max_rss_mb:.0f} MB")
     big = 10 * n
-    _, big_wall, big_peak = _measure(lambda: full_curves(_spec(big)))
+    big_peak = _peak_memory(lambda: full_curves(_spec(big)))
+    _, big_wall = _timed(lambda: full_curves(_spec(big)))
     print(
         f"memory bound: full curves for {big:,} patients in {big_wall:.2f} s, peak "
         f"{big_peak / 2**20:.0f} MB above start (chunks of {RNG_BLOCK:,}, curves in blocks of "
