@@ -274,3 +274,43 @@ def test_block_eigen_lanes_matches_lapack_in_every_lane(n, seed, degenerate):
         v = vec[:, :, b]
         np.testing.assert_allclose(s @ v, v * lam[:, b], atol=1e-10 * scale)
         np.testing.assert_allclose(v.T @ v, np.eye(n), atol=1e-10)
+
+
+def test_a_patient_decomposes_alike_alone_and_among_others():
+    """Patients are decomposed in SIMD lanes, 64 at a time: a block mixing patients with and
+    without a depot (ka = 0: dosed straight into the compartment), and one whose depot pole
+    coincides with a disposition pole, gives each patient what it gets alone."""
+    _, ind = _patients("ketamine", "im", n=3)
+    s = ind.system
+    coincident = -decompose(s.take(slice(2, 3))).poles[0, 0, 1]
+    ka = s.path_ka.copy()
+    ka[1] = 0.0
+    ka[2] = coincident
+    system = SystemArrays(
+        s.parent_volume,
+        s.parent_flow,
+        s.parent_clearance,
+        s.parent_formation,
+        s.metabolite_volume,
+        s.metabolite_flow,
+        s.metabolite_clearance,
+        s.path_block,
+        s.path_compartment,
+        ka,
+        s.ke0_per_min,
+        s.effect_scale,
+    )
+    together = decompose(system)
+    for i in range(3):
+        alone = decompose(system.take(slice(i, i + 1)))
+        active = together.active
+        for p in range(active.shape[0]):
+            np.testing.assert_allclose(
+                together.poles[i, p, active[p]], alone.poles[0, p, active[p]], rtol=1e-15
+            )
+            np.testing.assert_allclose(
+                together.residues[i, p][:, active[p]],
+                alone.residues[0, p][:, active[p]],
+                rtol=1e-12,
+                atol=1e-12 * np.abs(alone.residues[0, p]).max(),
+            )

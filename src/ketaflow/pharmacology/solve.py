@@ -330,63 +330,253 @@ def _block_eigen_lanes(volume, flow, clearance, i0, nb, lam, vec, s, ok):  # pra
                 vec[j, k, b] = v[j, k]
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _lane_factor(fac, slot, depot_slot, depot_on, b):  # pragma: no cover - compiled
+    """The factor of a slot in lane b: the depot's slot is unused in a lane without one."""
+    if slot == depot_slot and not depot_on[b]:
+        return -1
+    return fac[slot]
+
+
 @njit(cache=True, error_model="numpy")
-def _separate_pole(mu, fac, slot, n_slots):  # pragma: no cover - compiled
-    """Move mu[slot] away from poles of other factors in slots before it (see module doc)."""
-    for _attempt in range(8):
-        moved = False
-        for m in range(n_slots):
-            if m == slot:
-                break
-            if fac[m] < 0 or fac[m] == fac[slot]:
+def _separate_poles(mu, fac, depot_slot, depot_on, nb):  # pragma: no cover - compiled
+    """Move each slot's pole away from poles of other factors in slots before it (see module
+    doc), lane by lane; a vectorised test first finds the (rare) lanes that need it."""
+    m_slots = mu.shape[0]
+    close = np.zeros(nb, dtype=np.bool_)
+    for slot in range(m_slots):
+        for m in range(slot):
+            if fac[m] < 0 or fac[slot] < 0 or fac[m] == fac[slot]:
                 continue
-            scale = max(abs(mu[m]), abs(mu[slot]))
-            if abs(mu[slot] - mu[m]) <= POLE_GAP * scale:
-                mu[slot] = mu[m] * (1.0 + 4.0 * POLE_GAP)
-                moved = True
-        if not moved:
-            return
+            for b in range(nb):
+                scale = max(abs(mu[m, b]), abs(mu[slot, b]))
+                close[b] = close[b] | (abs(mu[slot, b] - mu[m, b]) <= POLE_GAP * scale)
+    for b in range(nb):
+        if not close[b]:
+            continue
+        for slot in range(m_slots):
+            f = _lane_factor(fac, slot, depot_slot, depot_on, b)
+            if f < 0:
+                continue
+            for _attempt in range(8):
+                moved = False
+                for m in range(slot):
+                    g = _lane_factor(fac, m, depot_slot, depot_on, b)
+                    if g < 0 or g == f:
+                        continue
+                    scale = max(abs(mu[m, b]), abs(mu[slot, b]))
+                    if abs(mu[slot, b] - mu[m, b]) <= POLE_GAP * scale:
+                        mu[slot, b] = mu[m, b] * (1.0 + 4.0 * POLE_GAP)
+                        moved = True
+                if not moved:
+                    break
 
 
 @njit(cache=True, error_model="numpy")
-def _combine(mu, rf, fac, use, out):  # pragma: no cover - compiled
-    """Residues of the product of the factors flagged in `use`: at a pole of factor f, its own
-    residue times the other factors' transfer functions evaluated there."""
+def _combine_lanes(
+    mu, rf, fac, use, depot_slot, depot_on, nb, residues, i0, p, o, value, h
+):  # pragma: no cover - compiled
+    """Residues of the product of the factors flagged in `use`, into residues[i0 + b, p, o]:
+    at a pole of factor f, its own residue times the other factors' transfer functions
+    evaluated there. Lanes without a depot leave its factor out."""
     m_slots = mu.shape[0]
     for slot in range(m_slots):
-        out[slot] = 0.0
         f = fac[slot]
         if f < 0 or not use[f]:
+            for b in range(nb):
+                residues[i0 + b, p, o, slot] = 0.0
             continue
-        # the other factors' transfer functions at this pole, in one pass over the slots
-        # (one sum per factor, of the N_FACTORS = 4)
-        h_depot = 0.0
-        h_parent = 0.0
-        h_metabolite = 0.0
-        h_effect = 0.0
-        for m in range(m_slots):
-            g = fac[m]
-            if g < 0 or g == f:
+        for b in range(nb):
+            value[b] = rf[slot, b]
+        for g in range(N_FACTORS):
+            if g == f or not use[g]:
                 continue
-            term = rf[m] / (mu[slot] - mu[m])
+            for b in range(nb):
+                h[b] = 0.0
+            for m in range(m_slots):
+                if fac[m] != g:
+                    continue
+                for b in range(nb):
+                    h[b] += rf[m, b] / (mu[slot, b] - mu[m, b])
             if g == FACTOR_DEPOT:
-                h_depot += term
-            elif g == FACTOR_PARENT:
-                h_parent += term
-            elif g == FACTOR_METABOLITE:
-                h_metabolite += term
+                for b in range(nb):
+                    value[b] *= h[b] if depot_on[b] else 1.0
             else:
-                h_effect += term
-        value = rf[slot]
-        if f != FACTOR_DEPOT and use[FACTOR_DEPOT]:
-            value *= h_depot
-        if f != FACTOR_PARENT and use[FACTOR_PARENT]:
-            value *= h_parent
-        if f != FACTOR_METABOLITE and use[FACTOR_METABOLITE]:
-            value *= h_metabolite
-        if f != FACTOR_EFFECT and use[FACTOR_EFFECT]:
-            value *= h_effect
-        out[slot] = value
+                for b in range(nb):
+                    value[b] *= h[b]
+        for b in range(nb):
+            residues[i0 + b, p, o, slot] = value[b]
+
+
+@njit(cache=True, error_model="numpy")
+def _residues_lanes(
+    i0,
+    nb,
+    par_v,
+    par_fm,
+    met_v,
+    path_block,
+    path_cmt,
+    path_ka,
+    ke0,
+    effect_scale,
+    lam_p,
+    vec_p,
+    lam_m,
+    vec_m,
+    poles,
+    residues,
+):  # pragma: no cover - compiled
+    """Poles and residues of patients i0 .. i0 + nb - 1 from their blocks' eigen-
+    decompositions (lanes as in _block_eigen_lanes), every path and output."""
+    n_par = par_v.shape[1]
+    n_met = met_v.shape[1]
+    n_paths = path_block.shape[0]
+    m_slots = poles.shape[2]
+    mu = np.empty((m_slots, nb))
+    r_conc = np.empty((m_slots, nb))
+    r_form = np.empty((m_slots, nb))
+    fac = np.empty(m_slots, dtype=np.int64)
+    use = np.zeros(N_FACTORS, dtype=np.bool_)
+    depot_on = np.empty(nb, dtype=np.bool_)
+    value = np.empty(nb)
+    h = np.empty(nb)
+    into = np.empty(nb)
+    # slot layout: [parent modes][depot][metabolite modes][effect]; parent poles come first so
+    # the others are moved away from them, never the reverse.
+    depot_slot = n_par
+    effect_slot = m_slots - 1
+    for p in range(n_paths):
+        j = path_cmt[p]
+        for s in range(m_slots):
+            fac[s] = -1
+            for b in range(nb):
+                mu[s, b] = -1.0
+                r_conc[s, b] = 0.0
+                r_form[s, b] = 0.0
+        if path_block[p] == 0:
+            for k in range(n_par):
+                fac[k] = FACTOR_PARENT
+                for b in range(nb):
+                    i = i0 + b
+                    mu[k, b] = lam_p[k, b]
+                    into[b] = vec_p[j, k, b] / math.sqrt(par_v[i, j])
+                    r_conc[k, b] = (
+                        vec_p[0, k, b] / math.sqrt(par_v[i, 0]) * into[b] * NG_PER_ML_PER_MG_PER_L
+                    )
+                for o in range(n_par):
+                    for b in range(nb):
+                        i = i0 + b
+                        r_form[k, b] += (
+                            par_fm[i, o] * vec_p[o, k, b] / math.sqrt(par_v[i, o]) * into[b]
+                        )
+        any_depot = False
+        for b in range(nb):
+            ka = path_ka[i0 + b, p]
+            depot_on[b] = ka > 0.0
+            any_depot = any_depot | (ka > 0.0)
+            mu[depot_slot, b] = -ka if ka > 0.0 else -1.0
+            r_conc[depot_slot, b] = max(ka, 0.0)
+            r_form[depot_slot, b] = max(ka, 0.0)
+        if any_depot:
+            fac[depot_slot] = FACTOR_DEPOT
+        for k in range(n_met):
+            s = n_par + 1 + k
+            fac[s] = FACTOR_METABOLITE
+            for b in range(nb):
+                mu[s, b] = lam_m[k, b]
+                r_conc[s, b] = (
+                    vec_m[0, k, b] * vec_m[0, k, b] / met_v[i0 + b, 0] * NG_PER_ML_PER_MG_PER_L
+                )
+                r_form[s, b] = r_conc[s, b]
+        if ke0 > 0.0:
+            fac[effect_slot] = FACTOR_EFFECT
+            for b in range(nb):
+                mu[effect_slot, b] = -ke0
+                r_conc[effect_slot, b] = ke0 * effect_scale
+                r_form[effect_slot, b] = ke0 * effect_scale
+        _separate_poles(mu, fac, depot_slot, depot_on, nb)
+        for s in range(m_slots):
+            for b in range(nb):
+                poles[i0 + b, p, s] = mu[s, b]
+        for o in range(N_OUTPUTS):
+            for s in range(m_slots):
+                for b in range(nb):
+                    residues[i0 + b, p, o, s] = 0.0
+        use[:] = False
+        use[FACTOR_DEPOT] = any_depot
+        if path_block[p] == 0:
+            # parent concentration: depot x parent
+            use[FACTOR_PARENT] = True
+            _combine_lanes(
+                mu,
+                r_conc,
+                fac,
+                use,
+                depot_slot,
+                depot_on,
+                nb,
+                residues,
+                i0,
+                p,
+                OUTPUT_PARENT,
+                value,
+                h,
+            )
+            # effect site: depot x parent x effect
+            if ke0 > 0.0:
+                use[FACTOR_EFFECT] = True
+                _combine_lanes(
+                    mu,
+                    r_conc,
+                    fac,
+                    use,
+                    depot_slot,
+                    depot_on,
+                    nb,
+                    residues,
+                    i0,
+                    p,
+                    OUTPUT_EFFECT,
+                    value,
+                    h,
+                )
+                use[FACTOR_EFFECT] = False
+            # metabolite: depot x parent (formation rate) x metabolite
+            if n_met > 0:
+                use[FACTOR_METABOLITE] = True
+                _combine_lanes(
+                    mu,
+                    r_form,
+                    fac,
+                    use,
+                    depot_slot,
+                    depot_on,
+                    nb,
+                    residues,
+                    i0,
+                    p,
+                    OUTPUT_METABOLITE,
+                    value,
+                    h,
+                )
+        elif n_met > 0:
+            use[FACTOR_METABOLITE] = True
+            _combine_lanes(
+                mu,
+                r_conc,
+                fac,
+                use,
+                depot_slot,
+                depot_on,
+                nb,
+                residues,
+                i0,
+                p,
+                OUTPUT_METABOLITE,
+                value,
+                h,
+            )
 
 
 # nogil: the server's other requests go on while a simulation runs
@@ -410,7 +600,6 @@ def _decompose(
     n_patients = par_v.shape[0]
     n_par = par_v.shape[1]
     n_met = met_v.shape[1]
-    m_slots = poles.shape[2]
     block = 64  # patients per task: work arrays allocated once per block
     for blk in prange((n_patients + block - 1) // block):
         i0 = blk * block
@@ -429,159 +618,24 @@ def _decompose(
             _block_eigen_lanes(
                 met_v, met_q, met_cl, i0, nb, lanes_lam_m, lanes_vec_m, lanes_s_m, lanes_ok
             )
-        lam_p = np.empty(n_par)
-        vec_p = np.empty((n_par, n_par))
-        lam_m = np.empty(n_met)
-        vec_m = np.empty((n_met, n_met))
-        mu = np.empty(m_slots)
-        fac = np.full(m_slots, -1, dtype=np.int64)
-        r_conc = np.zeros(m_slots)
-        r_form = np.zeros(m_slots)
-        use = np.zeros(N_FACTORS, dtype=np.bool_)
-        out = np.empty(m_slots)
-        for b in range(nb):
-            for k in range(n_par):
-                lam_p[k] = lanes_lam_p[k, b]
-                for j in range(n_par):
-                    vec_p[j, k] = lanes_vec_p[j, k, b]
-            for k in range(n_met):
-                lam_m[k] = lanes_lam_m[k, b]
-                for j in range(n_met):
-                    vec_m[j, k] = lanes_vec_m[j, k, b]
-            _decompose_one(
-                i0 + b,
-                par_v,
-                par_fm,
-                met_v,
-                path_block,
-                path_cmt,
-                path_ka,
-                ke0,
-                effect_scale,
-                poles,
-                residues,
-                lam_p,
-                vec_p,
-                lam_m,
-                vec_m,
-                mu,
-                fac,
-                r_conc,
-                r_form,
-                use,
-                out,
-            )
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _decompose_one(
-    i,
-    par_v,
-    par_fm,
-    met_v,
-    path_block,
-    path_cmt,
-    path_ka,
-    ke0,
-    effect_scale,
-    poles,
-    residues,
-    lam_p,
-    vec_p,
-    lam_m,
-    vec_m,
-    mu,
-    fac,
-    r_conc,
-    r_form,
-    use,
-    out,
-):  # pragma: no cover - compiled
-    n_par = par_v.shape[1]
-    n_met = met_v.shape[1]
-    n_paths = path_block.shape[0]
-    m_slots = poles.shape[2]
-    for p in range(n_paths):
-        ka = path_ka[i, p]
-        j = path_cmt[p]
-        for s in range(m_slots):
-            mu[s] = -1.0
-            fac[s] = -1
-            r_conc[s] = 0.0
-            r_form[s] = 0.0
-        # slot layout: [parent modes][depot][metabolite modes][effect]; parent poles come
-        # first so the others are moved away from them, never the reverse.
-        if path_block[p] == 0:
-            for k in range(n_par):
-                mu[k] = lam_p[k]
-                fac[k] = FACTOR_PARENT
-                r_conc[k] = (
-                    vec_p[0, k] * vec_p[j, k] / math.sqrt(par_v[i, 0] * par_v[i, j])
-                ) * NG_PER_ML_PER_MG_PER_L
-                form = 0.0
-                for o in range(n_par):
-                    if par_fm[i, o] != 0.0:
-                        form += (
-                            par_fm[i, o]
-                            * vec_p[o, k]
-                            * vec_p[j, k]
-                            / math.sqrt(par_v[i, o] * par_v[i, j])
-                        )
-                r_form[k] = form
-        depot_slot = n_par
-        if ka > 0.0:
-            mu[depot_slot] = -ka
-            fac[depot_slot] = FACTOR_DEPOT
-            r_conc[depot_slot] = ka
-            r_form[depot_slot] = ka
-            _separate_pole(mu, fac, depot_slot, m_slots)
-        for k in range(n_met):
-            s = n_par + 1 + k
-            mu[s] = lam_m[k]
-            fac[s] = FACTOR_METABOLITE
-            r_conc[s] = vec_m[0, k] * vec_m[0, k] / met_v[i, 0] * NG_PER_ML_PER_MG_PER_L
-            r_form[s] = r_conc[s]
-            _separate_pole(mu, fac, s, m_slots)
-        effect_slot = m_slots - 1
-        if ke0 > 0.0:
-            mu[effect_slot] = -ke0
-            fac[effect_slot] = FACTOR_EFFECT
-            r_conc[effect_slot] = ke0 * effect_scale
-            r_form[effect_slot] = ke0 * effect_scale
-            _separate_pole(mu, fac, effect_slot, m_slots)
-        for s in range(m_slots):
-            poles[i, p, s] = mu[s]
-        for o in range(N_OUTPUTS):
-            for s in range(m_slots):
-                residues[i, p, o, s] = 0.0
-        if path_block[p] == 0:
-            # parent concentration: depot x parent
-            use[:] = False
-            use[FACTOR_DEPOT] = ka > 0.0
-            use[FACTOR_PARENT] = True
-            _combine(mu, r_conc, fac, use, out)
-            for s in range(m_slots):
-                residues[i, p, OUTPUT_PARENT, s] = out[s]
-            # effect site: depot x parent x effect
-            if ke0 > 0.0:
-                use[FACTOR_EFFECT] = True
-                _combine(mu, r_conc, fac, use, out)
-                for s in range(m_slots):
-                    residues[i, p, OUTPUT_EFFECT, s] = out[s]
-                use[FACTOR_EFFECT] = False
-            # metabolite: depot x parent (formation rate) x metabolite
-            if n_met > 0:
-                use[FACTOR_METABOLITE] = True
-                _combine(mu, r_form, fac, use, out)
-                for s in range(m_slots):
-                    residues[i, p, OUTPUT_METABOLITE, s] = out[s]
-        elif n_met > 0:
-            use[:] = False
-            use[FACTOR_DEPOT] = ka > 0.0
-            use[FACTOR_METABOLITE] = True
-            _combine(mu, r_conc, fac, use, out)
-            for s in range(m_slots):
-                residues[i, p, OUTPUT_METABOLITE, s] = out[s]
+        _residues_lanes(
+            i0,
+            nb,
+            par_v,
+            par_fm,
+            met_v,
+            path_block,
+            path_cmt,
+            path_ka,
+            ke0,
+            effect_scale,
+            lanes_lam_p,
+            lanes_vec_p,
+            lanes_lam_m,
+            lanes_vec_m,
+            poles,
+            residues,
+        )
 
 
 def mode_slots(system: SystemArrays) -> int:
