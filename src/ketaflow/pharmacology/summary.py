@@ -342,7 +342,6 @@ def _summarize_block(
     bracket_side = np.empty(n_modes)
     iv_count = np.zeros(nb, dtype=np.int64)
     iv_start = np.empty((nb, n_iv))
-    iv_len = np.empty((nb, n_iv))
     cp_first = np.empty((nb, n_iv, n_out), dtype=np.int64)  # task of its first critical point
     cp_count = np.empty((nb, n_iv, n_out), dtype=np.int64)
     # Per mode, interval and output, one patient per lane (the last index): the loops over
@@ -414,7 +413,6 @@ def _summarize_block(
             if delta <= 0.0:
                 continue  # a repeated edge: its boluses are given with the next interval
             iv_start[b, n_k] = a
-            iv_len[b, n_k] = delta
             len_l[n_k, b] = delta
             # boluses given at a, and the infusion rates that hold over the interval
             for p in range(rate.shape[0]):
@@ -522,7 +520,7 @@ def _summarize_block(
     for b in range(nb):
         sorted_modes = False
         for k in range(iv_count[b]):
-            delta = iv_len[b, k]
+            delta = len_l[k, b]
             for q in range(n_out):
                 cp_first[b, k, q] = n_tasks
                 count = 0
@@ -608,7 +606,7 @@ def _summarize_block(
                             t1 = scalars[first + c, TASK_AT]
                             v1 = const + scalars[first + c, TASK_LEVEL]
                         else:
-                            t1 = iv_len[b, k]
+                            t1 = len_l[k, b]
                             v1 = last_l[k, q, b]
                         if v1 > cmax:
                             cmax = v1
