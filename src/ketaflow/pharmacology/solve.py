@@ -188,7 +188,7 @@ def _jacobi_eigh(a, w, v):  # pragma: no cover - compiled
 
 
 SQRT3_HALF = 0.8660254037844386  # sin(2 pi / 3)
-NEWTON_STEPS = 3  # on the secular equation, after the closed-form estimate
+NEWTON_STEPS = 2  # on the secular equation, after the closed-form estimate (quadratic: 1 leaves ~1e-11)
 
 
 @njit(cache=True, error_model="numpy")
@@ -373,18 +373,16 @@ def _separate_poles(mu, fac, depot_slot, depot_on, nb):  # pragma: no cover - co
 
 
 @njit(cache=True, error_model="numpy")
-def _combine_lanes(
-    mu, rf, fac, use, depot_slot, depot_on, nb, residues, i0, p, o, value, h
-):  # pragma: no cover - compiled
-    """Residues of the product of the factors flagged in `use`, into residues[i0 + b, p, o]:
-    at a pole of factor f, its own residue times the other factors' transfer functions
-    evaluated there. Lanes without a depot leave its factor out."""
+def _combine_lanes(mu, rf, fac, use, depot_slot, depot_on, nb, res, value, h):  # pragma: no cover
+    """Residues of the product of the factors flagged in `use`, into res[slot, lane]: at a
+    pole of factor f, its own residue times the other factors' transfer functions evaluated
+    there. Lanes without a depot leave its factor out."""
     m_slots = mu.shape[0]
     for slot in range(m_slots):
         f = fac[slot]
         if f < 0 or not use[f]:
             for b in range(nb):
-                residues[i0 + b, p, o, slot] = 0.0
+                res[slot, b] = 0.0
             continue
         for b in range(nb):
             value[b] = rf[slot, b]
@@ -405,7 +403,7 @@ def _combine_lanes(
                 for b in range(nb):
                     value[b] *= h[b]
         for b in range(nb):
-            residues[i0 + b, p, o, slot] = value[b]
+            res[slot, b] = value[b]
 
 
 @njit(cache=True, error_model="numpy")
@@ -436,12 +434,20 @@ def _residues_lanes(
     mu = np.empty((m_slots, nb))
     r_conc = np.empty((m_slots, nb))
     r_form = np.empty((m_slots, nb))
+    res = np.empty((N_OUTPUTS, m_slots, nb))  # lane-major, written out patient by patient
     fac = np.empty(m_slots, dtype=np.int64)
     use = np.zeros(N_FACTORS, dtype=np.bool_)
     depot_on = np.empty(nb, dtype=np.bool_)
     value = np.empty(nb)
     h = np.empty(nb)
     into = np.empty(nb)
+    # per compartment and lane, read once: 1 / sqrt(V) and the fraction forming metabolite
+    inv_sqrt_v = np.empty((n_par, nb))
+    fm = np.empty((n_par, nb))
+    for o in range(n_par):
+        for b in range(nb):
+            inv_sqrt_v[o, b] = 1.0 / math.sqrt(par_v[i0 + b, o])
+            fm[o, b] = par_fm[i0 + b, o]
     # slot layout: [parent modes][depot][metabolite modes][effect]; parent poles come first so
     # the others are moved away from them, never the reverse.
     depot_slot = n_par
@@ -458,18 +464,14 @@ def _residues_lanes(
             for k in range(n_par):
                 fac[k] = FACTOR_PARENT
                 for b in range(nb):
-                    i = i0 + b
                     mu[k, b] = lam_p[k, b]
-                    into[b] = vec_p[j, k, b] / math.sqrt(par_v[i, j])
+                    into[b] = vec_p[j, k, b] * inv_sqrt_v[j, b]
                     r_conc[k, b] = (
-                        vec_p[0, k, b] / math.sqrt(par_v[i, 0]) * into[b] * NG_PER_ML_PER_MG_PER_L
+                        vec_p[0, k, b] * inv_sqrt_v[0, b] * into[b] * NG_PER_ML_PER_MG_PER_L
                     )
                 for o in range(n_par):
                     for b in range(nb):
-                        i = i0 + b
-                        r_form[k, b] += (
-                            par_fm[i, o] * vec_p[o, k, b] / math.sqrt(par_v[i, o]) * into[b]
-                        )
+                        r_form[k, b] += fm[o, b] * vec_p[o, k, b] * inv_sqrt_v[o, b] * into[b]
         any_depot = False
         for b in range(nb):
             ka = path_ka[i0 + b, p]
@@ -496,87 +498,42 @@ def _residues_lanes(
                 r_conc[effect_slot, b] = ke0 * effect_scale
                 r_form[effect_slot, b] = ke0 * effect_scale
         _separate_poles(mu, fac, depot_slot, depot_on, nb)
-        for s in range(m_slots):
-            for b in range(nb):
-                poles[i0 + b, p, s] = mu[s, b]
-        for o in range(N_OUTPUTS):
-            for s in range(m_slots):
-                for b in range(nb):
-                    residues[i0 + b, p, o, s] = 0.0
+        res[:] = 0.0
         use[:] = False
         use[FACTOR_DEPOT] = any_depot
         if path_block[p] == 0:
             # parent concentration: depot x parent
             use[FACTOR_PARENT] = True
             _combine_lanes(
-                mu,
-                r_conc,
-                fac,
-                use,
-                depot_slot,
-                depot_on,
-                nb,
-                residues,
-                i0,
-                p,
-                OUTPUT_PARENT,
-                value,
-                h,
+                mu, r_conc, fac, use, depot_slot, depot_on, nb, res[OUTPUT_PARENT], value, h
             )
             # effect site: depot x parent x effect
             if ke0 > 0.0:
                 use[FACTOR_EFFECT] = True
                 _combine_lanes(
-                    mu,
-                    r_conc,
-                    fac,
-                    use,
-                    depot_slot,
-                    depot_on,
-                    nb,
-                    residues,
-                    i0,
-                    p,
-                    OUTPUT_EFFECT,
-                    value,
-                    h,
+                    mu, r_conc, fac, use, depot_slot, depot_on, nb, res[OUTPUT_EFFECT], value, h
                 )
                 use[FACTOR_EFFECT] = False
             # metabolite: depot x parent (formation rate) x metabolite
             if n_met > 0:
                 use[FACTOR_METABOLITE] = True
                 _combine_lanes(
-                    mu,
-                    r_form,
-                    fac,
-                    use,
-                    depot_slot,
-                    depot_on,
-                    nb,
-                    residues,
-                    i0,
-                    p,
-                    OUTPUT_METABOLITE,
-                    value,
-                    h,
+                    mu, r_form, fac, use, depot_slot, depot_on, nb, res[OUTPUT_METABOLITE], value, h
                 )
         elif n_met > 0:
             use[FACTOR_METABOLITE] = True
             _combine_lanes(
-                mu,
-                r_conc,
-                fac,
-                use,
-                depot_slot,
-                depot_on,
-                nb,
-                residues,
-                i0,
-                p,
-                OUTPUT_METABOLITE,
-                value,
-                h,
+                mu, r_conc, fac, use, depot_slot, depot_on, nb, res[OUTPUT_METABOLITE], value, h
             )
+        # patient by patient: each patient's values are contiguous in poles and residues, so
+        # these stores are sequential (a loop over lanes would scatter them 56 or 168 bytes
+        # apart, one element at a time)
+        for b in range(nb):
+            for s in range(m_slots):
+                poles[i0 + b, p, s] = mu[s, b]
+            for o in range(N_OUTPUTS):
+                for s in range(m_slots):
+                    residues[i0 + b, p, o, s] = res[o, s, b]
 
 
 # nogil: the server's other requests go on while a simulation runs
