@@ -131,6 +131,7 @@ def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
     buf = np.empty(N_ROWS * SLOTS)
     mode_buf = np.empty(3 * n_modes * SLOTS)  # per mode m: rows 3m (pole), 3m+1, 3m+2
     task_of = np.empty(SLOTS, dtype=np.int64)
+    done_slots = np.empty(SLOTS, dtype=np.int64)
     used = 0  # slots in use: 0 .. used - 1 (finished or idle ones included)
     next_task = first
     while used < SLOTS and next_task < last:
@@ -139,23 +140,31 @@ def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
         used += 1
         next_task += 1
     while used > 0:
-        # --- the evaluation (idle slots evaluate harmlessly at their last point)
+        # --- the evaluation (idle slots evaluate harmlessly at their last point); the first
+        # mode's terms start the sums, so they need no zeroing pass
         for k in range(used):
             c = buf[R_CONST + k]
             ph = buf[R_PHASE + k]
             a = buf[R_LO + k]
             b = buf[R_HI + k]
             xk = buf[R_X + k]
-            buf[R_POS + k] = max(c, 0.0)
-            buf[R_NEG + k] = -min(c, 0.0)
-            buf[R_POS1 + k] = 0.0
-            buf[R_NEG1 + k] = 0.0
-            buf[R_POS2 + k] = 0.0
-            buf[R_NEG2 + k] = 0.0
-            buf[R_LEVEL + k] = 0.0
             at_x = b if ph == PHASE_HI else xk
-            buf[R_AT + k] = a if ph == PHASE_LO else at_x
-        for m in range(n_modes):
+            at = a if ph == PHASE_LO else at_x
+            buf[R_AT + k] = at
+            lm = mode_buf[k]
+            ex = exp_lane(lm * at)
+            buf[R_LEVEL + k] = mode_buf[2 * SLOTS + k] * ex
+            e = mode_buf[SLOTS + k] * ex
+            # branch-free split: the signs of the terms are not predictable
+            ep = e if e > 0.0 else 0.0
+            en = e if e < 0.0 else 0.0
+            buf[R_POS + k] = max(c, 0.0) + ep
+            buf[R_NEG + k] = -min(c, 0.0) - en
+            buf[R_POS1 + k] = lm * ep
+            buf[R_NEG1 + k] = -lm * en
+            buf[R_POS2 + k] = lm * lm * ep
+            buf[R_NEG2 + k] = -lm * lm * en
+        for m in range(1, n_modes):
             base = 3 * m * SLOTS
             for k in range(used):
                 lm = mode_buf[base + k]
@@ -164,7 +173,6 @@ def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
                 ex = exp_lane(lm * buf[R_AT + k])
                 buf[R_LEVEL + k] += wm * ex
                 e = c * ex
-                # branch-free split: the signs of the terms are not predictable
                 ep = e if e > 0.0 else 0.0
                 en = e if e < 0.0 else 0.0
                 buf[R_POS + k] += ep
@@ -183,7 +191,7 @@ def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
             both = (p > 0.0) & (q > 0.0)
             pp = p if both else 1.0
             qq = q if both else 1.0
-            # two divisions where six would do
+            # three divisions in all, where eight would do
             inv_p = 1.0 / pp
             inv_q = 1.0 / qq
             ratio = min(max(pp * inv_q, 1.0 / RATIO_LIMIT), RATIO_LIMIT)
@@ -192,10 +200,12 @@ def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
             dq = q1 * inv_q
             d1 = dp - dq
             d2 = p2 * inv_p - dp * dp - q2 * inv_q + dq * dq
-            newton = phi / d1
-            # Halley's correction when it is a modest one; plain Newton otherwise
-            h = 0.5 * newton * d2 / d1
-            halley = newton / (1.0 - h) if abs(h) < 0.5 else newton
+            # Halley's step phi d1 / (d1^2 - phi d2 / 2) when its correction to Newton's,
+            # h = phi d2 / (2 d1^2), is a modest one (|h| < 1/2); Newton's phi / d1 otherwise.
+            # One division for either (divisions are the slowest vector instructions here)
+            d1_sq = d1 * d1
+            modest = abs(phi * d2) < d1_sq
+            halley = phi * d1 / (d1_sq - 0.5 * phi * d2 if modest else d1_sq)
             diff = p - q
             sign = 1.0 if diff > 0.0 else (-1.0 if diff < 0.0 else 0.0)
             sign_pq = 1.0 if p > q else -1.0
@@ -282,10 +292,14 @@ def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
             buf[R_PHASE + k] = phase
             buf[R_EVALS + k] = evals
             running += 1 if phase < PHASE_DONE else 0
-        # --- finished tasks handed back, their slots given the next tasks
+        # --- finished tasks handed back, their slots given the next tasks; the finished
+        # slots listed first without a branch (which slots finish is unpredictable)
+        n_done = 0
         for k in range(used):
-            if buf[R_PHASE + k] != PHASE_DONE:
-                continue
+            done_slots[n_done] = k
+            n_done += 1 if buf[R_PHASE + k] == PHASE_DONE else 0
+        for d in range(n_done):
+            k = done_slots[d]
             j = task_of[k]
             scalars[j, TASK_ROOT] = buf[R_ROOT + k]
             scalars[j, TASK_AT] = buf[R_ROOT_AT + k]
