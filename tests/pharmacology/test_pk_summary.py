@@ -435,3 +435,34 @@ def test_a_block_with_more_roots_than_its_storage_is_solved_patient_by_patient()
         one = slice(i, i + 1)
         alone = summarize(modal.take(one), events.take(one), (0, 1), thresholds, 1440.0)
         np.testing.assert_array_equal(together[i], alone[0])
+
+
+def test_a_block_whose_doses_start_at_different_times_matches_each_patient_alone():
+    """A block works out its intervals between dose edges once when every patient's doses
+    start at the same times, and patient by patient otherwise. Here the second infusion
+    starts at one of three times, or is not given (amount 0), so the block takes the
+    per-patient way, while each patient alone takes the shared one: both must agree."""
+    model = MODELS["ketamine"]
+    n = 60
+    rng = np.random.default_rng(5)
+    cov = Covariates(rng.uniform(55.0, 95.0, n), rng.uniform(20.0, 70.0, n))
+    ind = model.individuals("iv", cov, rng)
+    modal = decompose(ind.system)
+    second_start = rng.choice([60.0, 90.0, 150.0], n)
+    second_amount = np.where(rng.random(n) < 0.2, 0.0, rng.uniform(10.0, 40.0, n))
+    events = DoseEvents(
+        np.array([0, 0], dtype=np.int64),
+        np.column_stack([np.zeros(n), second_start]),
+        np.array([40.0, 20.0]),
+        np.column_stack([rng.uniform(25.0, 45.0, n), second_amount]),
+    )
+    thresholds = (60.0, 40.0)
+    together = summarize(modal, events, (0, 1), thresholds, 1440.0)
+    for i in range(n):
+        one = slice(i, i + 1)
+        alone = summarize(modal.take(one), events.take(one), (0, 1), thresholds, 1440.0)
+        np.testing.assert_array_equal(together[i], alone[0])
+    # and the shared way agrees with the per-patient one where the block is uniform
+    same = np.flatnonzero((second_start == 90.0) & (second_amount > 0.0))
+    part = summarize(modal.take(same), events.take(same), (0, 1), thresholds, 1440.0)
+    np.testing.assert_array_equal(part, together[same])

@@ -250,6 +250,62 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
     return 0
 
 
+
+INPUT_NONE, INPUT_BOLUS, INPUT_RATE = range(3)  # what a dose event gives over an interval
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _intervals(i, ev_start, ev_dur, ev_amt, horizon, edges, starts, lens, kind):  # pragma: no cover
+    """Patient i's intervals between dose edges (a dose starting or ending) inside
+    (0, horizon): their starts and lengths, and kind[k, e], what event e gives over interval
+    k (INPUT_BOLUS: a bolus at its start; INPUT_RATE: an infusion over all of it). Returns
+    their number."""
+    n_ev = ev_start.shape[1]
+    n_edges = 0
+    edges[n_edges] = 0.0
+    n_edges += 1
+    for e in range(n_ev):
+        if ev_amt[i, e] == 0.0:
+            continue
+        s0 = ev_start[i, e]
+        if 0.0 < s0 < horizon:
+            edges[n_edges] = s0
+            n_edges += 1
+        if ev_dur[e] > 0.0 and 0.0 < s0 + ev_dur[e] < horizon:
+            edges[n_edges] = s0 + ev_dur[e]
+            n_edges += 1
+    edges[n_edges] = horizon
+    n_edges += 1
+    for a_ in range(1, n_edges):  # insertion sort: a handful of edges
+        key = edges[a_]
+        b_ = a_ - 1
+        while b_ >= 0 and edges[b_] > key:
+            edges[b_ + 1] = edges[b_]
+            b_ -= 1
+        edges[b_ + 1] = key
+    n_k = 0
+    for k_ in range(n_edges - 1):
+        a = edges[k_]
+        delta = edges[k_ + 1] - a
+        if delta <= 0.0:
+            continue  # a repeated edge: its boluses are given with the next interval
+        starts[n_k] = a
+        lens[n_k] = delta
+        for e in range(n_ev):
+            given = INPUT_NONE
+            if ev_amt[i, e] != 0.0:
+                s0 = ev_start[i, e]
+                d = ev_dur[e]
+                if d <= 0.0:
+                    if s0 == a:
+                        given = INPUT_BOLUS
+                elif s0 <= a and s0 + d >= a + delta:
+                    given = INPUT_RATE
+            kind[n_k, e] = given
+        n_k += 1
+    return n_k
+
+
 # nogil: the server's other requests go on while a simulation runs
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _summarize(
@@ -335,8 +391,9 @@ def _summarize_block(
     alpha = wk[ALPHA]
     dcoef = wk[DCOEF]
     order = np.empty(n_modes, dtype=np.int64)
-    rate = np.empty(poles.shape[1])
     edges = np.empty(2 * n_ev + 2)
+    iv_len = np.empty(n_iv)  # one patient's interval lengths
+    kind = np.empty((n_iv, n_ev), dtype=np.int64)  # INPUT_* of each event over each interval
     bracket_lo = np.empty(n_modes)  # brackets of the critical points of one interval
     bracket_hi = np.empty(n_modes)
     bracket_side = np.empty(n_modes)
@@ -375,65 +432,56 @@ def _summarize_block(
     scalars = np.empty((capacity, N_TASK_ROWS))
     n_tasks = 0
 
-    # --- pass 1a, per patient: poles, residues, the intervals between dose edges and the
-    # inputs over each
+    # --- pass 1a: poles and residues into lanes; the intervals between dose edges and the
+    # inputs over each, once for the block when its patients' doses start at the same times
+    # (the usual case: amounts may differ), else patient by patient
     for b in range(nb):
         i = i0 + b
         for m in range(n_modes):
             lam_l[m, b] = poles[i, mode_path[m], mode_slot[m]]
             for q in range(n_out):
                 res_l[q, m, b] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
-        # dose edges inside (0, horizon), with both ends
-        n_edges = 0
-        edges[n_edges] = 0.0
-        n_edges += 1
-        for e in range(n_ev):
-            if ev_amt[i, e] == 0.0:
-                continue
-            s0 = ev_start[i, e]
-            if 0.0 < s0 < horizon:
-                edges[n_edges] = s0
-                n_edges += 1
-            if ev_dur[e] > 0.0 and 0.0 < s0 + ev_dur[e] < horizon:
-                edges[n_edges] = s0 + ev_dur[e]
-                n_edges += 1
-        edges[n_edges] = horizon
-        n_edges += 1
-        for a_ in range(1, n_edges):  # insertion sort: a handful of edges
-            key = edges[a_]
-            b_ = a_ - 1
-            while b_ >= 0 and edges[b_] > key:
-                edges[b_ + 1] = edges[b_]
-                b_ -= 1
-            edges[b_ + 1] = key
-        n_k = 0
-        for k_ in range(n_edges - 1):
-            a = edges[k_]
-            delta = edges[k_ + 1] - a
-            if delta <= 0.0:
-                continue  # a repeated edge: its boluses are given with the next interval
-            iv_start[b, n_k] = a
-            len_l[n_k, b] = delta
-            # boluses given at a, and the infusion rates that hold over the interval
-            for p in range(rate.shape[0]):
-                rate[p] = 0.0
+    uniform = True
+    for e in range(n_ev):
+        start_ref = ev_start[i0, e]
+        given_ref = ev_amt[i0, e] != 0.0
+        for b in range(nb):
+            same = (ev_start[i0 + b, e] == start_ref) & ((ev_amt[i0 + b, e] != 0.0) == given_ref)
+            uniform = uniform & same
+    if uniform:
+        n_k = _intervals(i0, ev_start, ev_dur, ev_amt, horizon, edges, iv_start[0], iv_len, kind)
+        for b in range(nb):
+            iv_count[b] = n_k
+            for k in range(n_k):
+                iv_start[b, k] = iv_start[0, k]
+        for k in range(n_k):
+            for b in range(nb):
+                len_l[k, b] = iv_len[k]
             for e in range(n_ev):
-                amt = ev_amt[i, e]
-                if amt == 0.0:
+                if kind[k, e] == INPUT_NONE:
                     continue
-                s0 = ev_start[i, e]
-                d = ev_dur[e]
-                if d <= 0.0:
-                    if s0 == a:
-                        for m in range(n_modes):
-                            if mode_path[m] == ev_path[e]:
-                                bolus_l[n_k, m, b] += amt
-                elif s0 <= a and s0 + d >= a + delta:
-                    rate[ev_path[e]] += amt / d
-            for m in range(n_modes):
-                rate_l[n_k, m, b] = rate[mode_path[m]]
-            n_k += 1
-        iv_count[b] = n_k
+                into = bolus_l if kind[k, e] == INPUT_BOLUS else rate_l
+                spread = ev_dur[e] if kind[k, e] == INPUT_RATE else 1.0
+                for m in range(n_modes):
+                    if mode_path[m] != ev_path[e]:
+                        continue
+                    for b in range(nb):
+                        into[k, m, b] += ev_amt[i0 + b, e] / spread
+    else:
+        for b in range(nb):
+            i = i0 + b
+            n_k = _intervals(i, ev_start, ev_dur, ev_amt, horizon, edges, iv_start[b], iv_len, kind)
+            iv_count[b] = n_k
+            for k in range(n_k):
+                len_l[k, b] = iv_len[k]
+                for e in range(n_ev):
+                    if kind[k, e] == INPUT_NONE:
+                        continue
+                    into = bolus_l if kind[k, e] == INPUT_BOLUS else rate_l
+                    spread = ev_dur[e] if kind[k, e] == INPUT_RATE else 1.0
+                    for m in range(n_modes):
+                        if mode_path[m] == ev_path[e]:
+                            into[k, m, b] += ev_amt[i, e] / spread
     n_used = 0  # intervals of the patient with the most
     for b in range(nb):
         n_used = max(n_used, iv_count[b])
