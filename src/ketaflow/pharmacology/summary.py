@@ -87,43 +87,9 @@ def _expm1_integral(x, em, delta):  # pragma: no cover - compiled
     return delta * xs * total if small else delta * (em - x) / x_safe
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _exp_at(lam_m, t, em_m, delta):  # pragma: no cover - compiled
-    """exp(lam_m t), free at the interval's ends (em_m = expm1(lam_m delta))."""
-    if t == 0.0:
-        return 1.0
-    if t == delta:
-        return 1.0 + em_m
-    return math.exp(lam_m * t)
-
-
 # Rows of the per-interval work array `wk` (one row per quantity, one column per mode), so
 # that the helpers take one array for all of them.
 LAM, EM, ALPHA, DCOEF = range(4)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _sign_changes(wk, coef, delta, n, t, order):  # pragma: no cover - compiled
-    """Laguerre's bound on the zeros beyond t of sum_m wk[coef, m] exp(lam_m x): sign changes
-    of the partial sums of the coefficients shifted to t, poles in decreasing order."""
-    scale = 0.0
-    for m in range(n):
-        scale += abs(wk[coef, m]) * _exp_at(wk[LAM, m], t, wk[EM, m], delta)
-    changes = 0
-    sign = 0
-    partial = 0.0
-    for k in range(n):
-        m = order[k]
-        if wk[coef, m] == 0.0:
-            continue
-        partial += wk[coef, m] * _exp_at(wk[LAM, m], t, wk[EM, m], delta)
-        if abs(partial) <= NOISE * scale:
-            continue
-        s = 1 if partial > 0.0 else -1
-        if sign != 0 and s != sign:
-            changes += 1
-        sign = s
-    return changes
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -139,28 +105,124 @@ def _sign_from(value, size, slope, slope_size, right):  # pragma: no cover - com
     return s if right else -s
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _side_sign(wk, coef, delta, n, t, right):  # pragma: no cover - compiled
-    """Sign of sum_m wk[coef, m] exp(lam_m x) just right (or left) of x = t (`_sign_from`)."""
-    value = 0.0
-    size = 0.0
-    slope = 0.0
-    slope_size = 0.0
+MANY = -1.0  # a bracket count: the rule of signs allows several critical points
+
+
+@njit(cache=True, error_model="numpy")
+def _ranks_lanes(lam, n, nb, rank):  # pragma: no cover - compiled
+    """rank[m, b]: the place of mode m in lane b with the poles in decreasing order (slowest
+    first), ties in mode order."""
     for m in range(n):
-        lm = wk[LAM, m]
-        e = wk[coef, m] * _exp_at(lm, t, wk[EM, m], delta)
-        value += e
-        size += abs(e)
-        slope += lm * e
-        slope_size += abs(lm * e)
-    return _sign_from(value, size, slope, slope_size, right)
+        for b in range(nb):
+            rank[m, b] = 0.0
+        for j in range(n):
+            if j == m:
+                continue
+            for b in range(nb):
+                before = (lam[j, b] > lam[m, b]) | ((lam[j, b] == lam[m, b]) & (j < m))
+                rank[m, b] += 1.0 if before else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _sign_changes_lanes(coef, rank, n, nb, changes, work):  # pragma: no cover - compiled
+    """Laguerre's bound on the zeros in t > 0 of sum_m coef[m, b] exp(lam_m t), lane by
+    lane: the sign changes of the partial sums of the coefficients taken in `rank` order,
+    skipping zero coefficients and partial sums at rounding level. `work` (4, nb)."""
+    scale = work[0]
+    partial = work[1]
+    sign = work[2]
+    pick = work[3]
+    for b in range(nb):
+        scale[b] = 0.0
+        partial[b] = 0.0
+        sign[b] = 0.0
+        changes[b] = 0.0
+    for m in range(n):
+        for b in range(nb):
+            scale[b] += abs(coef[m, b])
+    for place in range(n):
+        # the coefficient at this place: exactly one mode has it, so the sum is that
+        # coefficient exactly, and the partial sums are added in the scalar order
+        for b in range(nb):
+            pick[b] = 0.0
+        for m in range(n):
+            for b in range(nb):
+                pick[b] += coef[m, b] if rank[m, b] == place else 0.0
+        for b in range(nb):
+            partial[b] += pick[b]
+            clear = (pick[b] != 0.0) & (abs(partial[b]) > NOISE * scale[b])
+            s = 1.0 if partial[b] > 0.0 else -1.0
+            flip = clear & (sign[b] != 0.0) & (s != sign[b])
+            changes[b] += 1.0 if flip else 0.0
+            sign[b] = s if clear else sign[b]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _sign_from_lane(value, size, slope, slope_size, right):  # pragma: no cover - compiled
+    """`_sign_from` branch-free, as a float (1, -1 or 0), for loops over lanes."""
+    value_sign = 1.0 if value > 0.0 else -1.0
+    slope_sign = 1.0 if slope > 0.0 else -1.0
+    slope_sign = slope_sign if right else -slope_sign
+    flat = (abs(slope) <= NOISE * slope_size) | (slope == 0.0)
+    from_slope = 0.0 if flat else slope_sign
+    return value_sign if abs(value) > NOISE * size else from_slope
+
+
+@njit(cache=True, error_model="numpy")
+def _slope_brackets_lanes(
+    dcoef, lam, em, mixed, rank, n, nb, count, side, work
+):  # pragma: no cover - compiled
+    """Per lane, the critical points of an interval [0, delta] from the slope's coefficients
+    dcoef[m, b] (em[m, b] = expm1(lam delta)): count[b] 0 or 1 where the rule of signs allows
+    at most one (then the slope's signs just inside the ends decide, side[b] the one at 0),
+    MANY where it allows more; 0 where the coefficients have one sign (not mixed).
+    `work` (8, nb)."""
+    _sign_changes_lanes(dcoef, rank, n, nb, count, work)
+    v0 = work[4]
+    s0 = work[5]
+    d0 = work[6]
+    ds0 = work[7]
+    # just right of 0 (every exp is 1)
+    for b in range(nb):
+        v0[b] = 0.0
+        s0[b] = 0.0
+        d0[b] = 0.0
+        ds0[b] = 0.0
+    for m in range(n):
+        for b in range(nb):
+            e = dcoef[m, b]
+            v0[b] += e
+            s0[b] += abs(e)
+            d0[b] += lam[m, b] * e
+            ds0[b] += abs(lam[m, b] * e)
+    for b in range(nb):
+        side[b] = _sign_from_lane(v0[b], s0[b], d0[b], ds0[b], True)
+    # just left of delta (exp(lam delta) = 1 + em)
+    for b in range(nb):
+        v0[b] = 0.0
+        s0[b] = 0.0
+        d0[b] = 0.0
+        ds0[b] = 0.0
+    for m in range(n):
+        for b in range(nb):
+            e = dcoef[m, b] * (1.0 + em[m, b])
+            v0[b] += e
+            s0[b] += abs(e)
+            d0[b] += lam[m, b] * e
+            ds0[b] += abs(lam[m, b] * e)
+    for b in range(nb):
+        s_hi = _sign_from_lane(v0[b], s0[b], d0[b], ds0[b], False)
+        s_lo = side[b]
+        one = 1.0 if (s_lo != 0.0) & (s_hi != 0.0) & (s_lo != s_hi) else 0.0
+        several = MANY if count[b] > 1.0 else one
+        count[b] = several if mixed[b] else 0.0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _scaled_side_sign(levels, row, n, t, right):  # pragma: no cover - compiled
-    """`_side_sign` of sum_m levels[row, m] exp(lam_m x) at x = t, computed as the sum times
-    exp(-p t), p its slowest pole: the same sign, without the underflow that zeroes every
-    term of a long interval's far end."""
+    """The sign (`_sign_from`) of sum_m levels[row, m] exp(lam_m x) just right (or left) of
+    x = t, computed as the sum times exp(-p t), p its slowest pole: the same sign, without
+    the underflow that zeroes every term of a long interval's far end."""
     slowest = -math.inf
     for m in range(n):
         if levels[row, m] != 0.0:
@@ -418,6 +480,11 @@ def _summarize_block(
     first_l = np.empty((n_iv, n_out, nb))  # level at the interval's start
     last_l = np.empty((n_iv, n_out, nb))  # and at its end
     mixed_l = np.empty((n_iv, n_out, nb), dtype=np.bool_)  # slope coefficients of both signs
+    rank_l = np.empty((n_modes, nb))  # place of each pole, decreasing
+    dcoef_l = np.empty((n_modes, nb))  # slope coefficients of one interval and output
+    count_l = np.empty((n_iv, n_out, nb))  # critical points: 0, 1 or MANY
+    side_l = np.empty((n_iv, n_out, nb))  # the slope's sign just right of the start
+    lane_work = np.empty((8, nb))
     auc_h = np.zeros((n_out, nb))
     f_a = np.empty(nb)
     const = np.empty(nb)
@@ -561,46 +628,52 @@ def _summarize_block(
             out[q, AUC_INF, i0 + b] = auc_inf[b]
             out[q, HALF_LIFE, i0 + b] = math.log(2.0) / slowest[b] if slowest[b] > 0.0 else np.nan
 
-    # --- pass 1c, per patient: brackets of the critical points (zeros of f'). None where
-    # every coefficient of f' has one sign; where the rule of signs allows at most one, the
-    # slope's signs at the ends decide (no exp: exp(0) = 1 and exp(lam delta) = 1 + em);
-    # elsewhere they are isolated exactly (_isolate)
+    # --- pass 1c: brackets of the critical points (zeros of f'). None where every
+    # coefficient of f' has one sign; where the rule of signs allows at most one, the slope's
+    # signs at the ends decide (no exp: exp(0) = 1 and exp(lam delta) = 1 + em): both for
+    # every patient at once. Where it allows more, they are isolated exactly (_isolate),
+    # patient by patient, as the tasks are written
+    _ranks_lanes(lam_l, n_modes, nb, rank_l)
+    for k in range(n_used):
+        for q in range(n_out):
+            for m in range(n_modes):
+                for b in range(nb):
+                    dcoef_l[m, b] = alpha_l[k, q, m, b] * lam_l[m, b]
+            _slope_brackets_lanes(
+                dcoef_l,
+                lam_l,
+                em_l[k],
+                mixed_l[k, q],
+                rank_l,
+                n_modes,
+                nb,
+                count_l[k, q],
+                side_l[k, q],
+                lane_work,
+            )
     for b in range(nb):
-        sorted_modes = False
         for k in range(iv_count[b]):
             delta = len_l[k, b]
             for q in range(n_out):
                 cp_first[b, k, q] = n_tasks
                 count = 0
-                if mixed_l[k, q, b]:
+                if count_l[k, q, b] != 0.0:
                     for m in range(n_modes):
                         lam[m] = lam_l[m, b]
                         em[m] = em_l[k, m, b]
                         alpha[m] = alpha_l[k, q, m, b]
                         dcoef[m] = alpha[m] * lam[m]
-                    if not sorted_modes:  # modes by decreasing pole (slowest first)
-                        for m in range(n_modes):
-                            order[m] = m
-                        for a_ in range(1, n_modes):
-                            key = order[a_]
-                            b_ = a_ - 1
-                            while b_ >= 0 and lam[order[b_]] < lam[key]:
-                                order[b_ + 1] = order[b_]
-                                b_ -= 1
-                            order[b_ + 1] = key
-                        sorted_modes = True
-                    if _sign_changes(wk, DCOEF, delta, n_modes, 0.0, order) <= 1:
-                        s_lo = _side_sign(wk, DCOEF, delta, n_modes, 0.0, True)
-                        s_hi = _side_sign(wk, DCOEF, delta, n_modes, delta, False)
-                        if s_lo != 0 and s_hi != 0 and s_lo != s_hi:
-                            bracket_lo[0] = 0.0
-                            bracket_hi[0] = delta
-                            bracket_side[0] = s_lo
-                            count = 1
-                    else:
+                    if count_l[k, q, b] == MANY:
+                        for m in range(n_modes):  # modes by decreasing pole (slowest first)
+                            order[int(rank_l[m, b])] = m
                         count = _isolate(
                             wk, delta, n_modes, order, bracket_lo, bracket_hi, bracket_side
                         )
+                    else:
+                        bracket_lo[0] = 0.0
+                        bracket_hi[0] = delta
+                        bracket_side[0] = side_l[k, q, b]
+                        count = 1
                 for c in range(count):
                     if n_tasks < capacity:
                         for m in range(n_modes):
