@@ -58,14 +58,19 @@ def monotone_tasks(draw):
     return np.array(poles), sign * np.array(coef), -sign * target, lo, hi, sign
 
 
-def _storage(tasks, start="lo"):
+def _storage(tasks, start="lo", junk=0):
+    """Task storage as summary.py fills it; `junk` more modes after the tasks' own, with
+    coefficients that would change every root: solve_tasks is told to ignore them."""
     n_modes = max(t[0].shape[0] for t in tasks)
-    modes = np.zeros((len(tasks), N_MODE_ROWS, n_modes))
+    modes = np.zeros((len(tasks), N_MODE_ROWS, n_modes + junk))
+    modes[:, MODE_POLE, n_modes:] = -0.5
+    modes[:, MODE_COEF, n_modes:] = 1e3
+    modes[:, MODE_LEVEL, n_modes:] = 1e3
     scalars = np.zeros((len(tasks), N_TASK_ROWS))
     for j, (poles, coef, const, lo, hi, sign) in enumerate(tasks):
         k = poles.shape[0]
         modes[j, MODE_POLE, :k] = poles
-        modes[j, MODE_POLE, k:] = -1.0  # unused modes: coefficient 0
+        modes[j, MODE_POLE, k:n_modes] = -1.0  # unused modes: coefficient 0
         modes[j, MODE_COEF, :k] = coef
         modes[j, MODE_LEVEL, :k] = coef * poles  # a second sum, returned at the root
         scalars[j, TASK_CONST] = const
@@ -91,9 +96,11 @@ def _storage(tasks, start="lo"):
 @example([(np.array([-1.0]), np.array([1.0]), -0.3678794418035629, 0.0, 1.0, 1.0)], "lo")
 def test_every_root_agrees_with_brentq(tasks, start):
     """From either end first, or from a point inside the bracket (summaries start after a
-    peak from an estimate), or from a failed estimate (then from hi)."""
-    modes, scalars = _storage(tasks, start)
-    solve_tasks(modes, scalars, 0, len(tasks))
+    peak from an estimate), or from a failed estimate (then from hi). The storage has two
+    modes more than the tasks use, which the solver is told to leave out (as summaries do
+    for an output that does not carry them)."""
+    modes, scalars = _storage(tasks, start, junk=2)
+    solve_tasks(modes, scalars, 0, len(tasks), modes.shape[2] - 2)
     for j, (poles, coef, const, lo, hi, _) in enumerate(tasks):
 
         def g(t, poles=poles, coef=coef, const=const):
@@ -130,7 +137,7 @@ def test_a_subset_of_the_tasks_is_solved_and_the_rest_untouched():
         tasks.append((poles, coef, -0.5 * total * math.exp(-1.0), 0.0, 1e4, 1.0))
     modes, scalars = _storage(tasks)
     scalars[:, TASK_ROOT] = -7.0
-    solve_tasks(modes, scalars, 3, 7)
+    solve_tasks(modes, scalars, 3, 7, modes.shape[2])
     assert np.all(scalars[:3, TASK_ROOT] == -7.0) and np.all(scalars[7:, TASK_ROOT] == -7.0)
     assert np.all(scalars[3:7, TASK_ROOT] > 0.0)
 
@@ -159,7 +166,7 @@ def test_roots_on_a_grid_of_extreme_tasks():
                             for sign in (1.0, -1.0):
                                 tasks.append((p, sign * c, -sign * target, lo, hi, sign))
     modes, scalars = _storage(tasks)
-    solve_tasks(modes, scalars, 0, len(tasks))
+    solve_tasks(modes, scalars, 0, len(tasks), modes.shape[2])
     wrong = []
     for j, (poles, coef, const, lo, hi, _) in enumerate(tasks):
         got = scalars[j, TASK_ROOT]

@@ -17,6 +17,8 @@ latency-bound here: one task evaluated alone costs several times its share of a 
 Task storage (one row per task j, its values contiguous):
 - `modes[j, row, m]`, rows MODE_POLE, MODE_COEF, MODE_LEVEL: the poles, c_m, and the
   coefficients of a second sum returned at the root (the level of f where g is its slope);
+  a call solves its tasks with their first n_modes modes only (the parent's tasks leave out
+  the metabolite's modes, whose coefficients are zero in them);
 - `scalars[j, row]`, rows TASK_CONST .. TASK_LEVEL: const, the bracket, the sign s_lo and
   where to start (TASK_START: from lo, from hi, or at TASK_GUESS, a point inside the
   bracket; a guess outside it starts from hi) in,
@@ -124,10 +126,12 @@ def _load(modes, scalars, j, buf, mode_buf, slot, n_modes):  # pragma: no cover 
 # contract: multiply-adds fused (FMA), one rounding instead of two: the exp polynomial and
 # the sums cost half as many instructions
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def solve_tasks(modes, scalars, first, last):  # pragma: no cover - compiled
-    """Solve tasks first .. last - 1 in place (see the module doc). Up to SLOTS tasks are in
-    play; a slot whose task finishes takes the next one, so lanes stay busy."""
-    n_modes = modes.shape[2]
+def solve_tasks(modes, scalars, first, last, n_modes):  # pragma: no cover - compiled
+    """Solve tasks first .. last - 1 in place (see the module doc), with their first n_modes
+    modes: those beyond must have zero coefficients in all of them (an output that does not
+    carry them). Up to SLOTS tasks are in play; a slot whose task finishes takes the next
+    one, so lanes stay busy."""
+    n_modes = max(1, min(n_modes, modes.shape[2]))
     buf = np.empty(N_ROWS * SLOTS)
     mode_buf = np.empty(3 * n_modes * SLOTS)  # per mode m: rows 3m (pole), 3m+1, 3m+2
     task_of = np.empty(SLOTS, dtype=np.int64)

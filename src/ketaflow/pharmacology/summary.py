@@ -305,7 +305,7 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
             scalars[k, TASK_HI] = out_hi[k]
             scalars[k, TASK_SIDE] = out_side[k]
             scalars[k, TASK_START] = START_LO
-        solve_tasks(modes, scalars, 0, n_br)
+        solve_tasks(modes, scalars, 0, n_br, n)
         n_points = n_br
         for k in range(n_br):
             points[k] = scalars[k, TASK_ROOT]
@@ -498,6 +498,9 @@ def _summarize_block(
     modes = np.empty((capacity, N_MODE_ROWS, n_modes))
     scalars = np.empty((capacity, N_TASK_ROWS))
     n_tasks = 0
+    n_carried = np.empty(n_out, dtype=np.int64)  # modes each output carries (a prefix)
+    crit_from = np.empty(n_out + 1, dtype=np.int64)  # its critical points' tasks from here
+    cross_from = np.empty(n_out + 1, dtype=np.int64)  # and its crossings'
 
     # --- pass 1a: poles and residues into lanes; the intervals between dose edges and the
     # inputs over each, once for the block when its patients' doses start at the same times
@@ -508,6 +511,17 @@ def _summarize_block(
             lam_l[m, b] = poles[i, mode_path[m], mode_slot[m]]
             for q in range(n_out):
                 res_l[q, m, b] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
+    # the modes each output carries: a prefix of the mode order (the parent's come before the
+    # metabolite's), up to the last with a residue in any patient of the block; its root
+    # tasks are solved with those modes only
+    for q in range(n_out):
+        n_carried[q] = 0
+        for m in range(n_modes):
+            nonzero = False
+            for b in range(nb):
+                nonzero = nonzero | (res_l[q, m, b] != 0.0)
+            if nonzero:
+                n_carried[q] = m + 1
     uniform = True
     for e in range(n_ev):
         start_ref = ev_start[i0, e]
@@ -651,10 +665,12 @@ def _summarize_block(
                 side_l[k, q],
                 lane_work,
             )
-    for b in range(nb):
-        for k in range(iv_count[b]):
-            delta = len_l[k, b]
-            for q in range(n_out):
+    # tasks in order of output, so that each output's are solved with the modes it carries
+    for q in range(n_out):
+        crit_from[q] = n_tasks
+        for b in range(nb):
+            for k in range(iv_count[b]):
+                delta = len_l[k, b]
                 cp_first[b, k, q] = n_tasks
                 count = 0
                 if count_l[k, q, b] != 0.0:
@@ -688,17 +704,20 @@ def _summarize_block(
                     n_tasks += 1
                 cp_count[b, k, q] = count
     n_critical = n_tasks
+    crit_from[n_out] = n_critical
     if n_critical > capacity:
         return False
-    solve_tasks(modes, scalars, 0, n_critical)
+    for q in range(n_out):
+        solve_tasks(modes, scalars, crit_from[q], crit_from[q + 1], n_carried[q])
 
     # --- passes 2 and 3: f is monotone between consecutive critical points, so a crossing
     # of the threshold is bracketed exactly by the levels there
     for sweep in range(2):
         task = n_critical
-        for b in range(nb):
-            i = i0 + b
-            for q in range(n_out):
+        for q in range(n_out):
+            cross_from[q] = n_tasks
+            for b in range(nb):
+                i = i0 + b
                 thr = thresholds[q]
                 cmax = 0.0
                 tmax = 0.0
@@ -779,9 +798,11 @@ def _summarize_block(
                         out[q, TIME_ABOVE, i] = time_above
                         out[q, TIME_TO_BELOW, i] = last_down
         if sweep == 0:
+            cross_from[n_out] = n_tasks
             if n_tasks > capacity:
                 return False
-            solve_tasks(modes, scalars, n_critical, n_tasks)
+            for q in range(n_out):
+                solve_tasks(modes, scalars, cross_from[q], cross_from[q + 1], n_carried[q])
     return True
 
 
