@@ -188,6 +188,7 @@ def _jacobi_eigh(a, w, v):  # pragma: no cover - compiled
 
 
 SQRT3_HALF = 0.8660254037844386  # sin(2 pi / 3)
+TRIPLE_ANGLE_STEPS = 4
 NEWTON_STEPS = 2  # on the secular equation, after the closed-form estimate (quadratic: 1 leaves ~1e-11)
 
 
@@ -273,8 +274,19 @@ def _block_eigen_lanes(volume, flow, clearance, i0, nb, lam, vec, s, ok):  # pra
             lam[0, b] = r  # the radius and the offset, until the angle is known
             lam[1, b] = -a / 3.0
             cos_t[b] = min(1.0, max(-1.0, 3.0 * q / (p * r)))
-        for b in range(nb):  # libm, one lane at a time: kept out of the vectorised loops
-            cos_t[b] = math.cos(math.acos(cos_t[b]) / 3.0)
+        # cos(acos(c) / 3), in lanes (libm's acos and cos go one lane at a time): the root in
+        # [1/2, 1] of 4 y^3 - 3 y = c (the triple-angle formula) by Newton's method from
+        # 1/2 + sqrt((1 + c) / 6), at or above the root for every c in [-1, 1] (exact at -1),
+        # where the cubic is increasing and convex: the iterates fall monotonically onto the
+        # root, within 5e-9 after 4 steps (as near c = -1 is libm's, where two eigenvalues
+        # nearly coincide), and the Newton steps on the secular equation below finish it
+        for b in range(nb):
+            c = cos_t[b]
+            y = 0.5 + math.sqrt((1.0 + c) / 6.0)
+            for _step in range(TRIPLE_ANGLE_STEPS):
+                rise = 12.0 * y * y - 3.0
+                y -= (4.0 * y * y * y - 3.0 * y - c) / rise if rise > 0.0 else 0.0
+            cos_t[b] = y
         for b in range(nb):
             r = lam[0, b]
             shift = lam[1, b]
