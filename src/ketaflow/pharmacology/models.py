@@ -90,7 +90,16 @@ def _correlated(rng: np.random.Generator | None, n: int, cov: np.ndarray) -> np.
     if rng is None:
         return np.ones((n, cov.shape[0]))
     chol = np.linalg.cholesky(cov)
-    return np.exp(rng.standard_normal((n, cov.shape[0])) @ chol.T)
+    k = cov.shape[0]
+    # one row of normals per parameter, combined row by row: a (n, k) @ (k, k) product of a
+    # few columns costs more in BLAS than the draws themselves
+    normals = rng.standard_normal((k, n))
+    eta = np.empty_like(normals)
+    for j in range(k):
+        np.multiply(normals[0], chol[j, 0], out=eta[j])
+        for i in range(1, j + 1):
+            eta[j] += chol[j, i] * normals[i]
+    return np.exp(eta, out=eta).T
 
 
 class PKModel:
