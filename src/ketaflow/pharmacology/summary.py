@@ -505,12 +505,15 @@ def _summarize_block(
     # --- pass 1a: poles and residues into lanes; the intervals between dose edges and the
     # inputs over each, once for the block when its patients' doses start at the same times
     # (the usual case: amounts may differ), else patient by patient
-    for b in range(nb):
-        i = i0 + b
-        for m in range(n_modes):
-            lam_l[m, b] = poles[i, mode_path[m], mode_slot[m]]
-            for q in range(n_out):
-                res_l[q, m, b] = residues[i, mode_path[m], outputs[q], mode_slot[m]]
+    for m in range(n_modes):
+        path = mode_path[m]
+        slot = mode_slot[m]
+        for b in range(nb):
+            lam_l[m, b] = poles[i0 + b, path, slot]
+        for q in range(n_out):
+            o = outputs[q]
+            for b in range(nb):
+                res_l[q, m, b] = residues[i0 + b, path, o, slot]
     # the modes each output carries: a prefix of the mode order (the parent's come before the
     # metabolite's), up to the last with a residue in any patient of the block; its root
     # tasks are solved with those modes only
