@@ -26,10 +26,11 @@ from ketaflow.pharmacology.summary import (
     TIME_ABOVE,
     TIME_TO_BELOW,
     TMAX,
+    _ranks_lanes,
+    _sign_changes_lanes,
     summarize,
 )
 from ketaflow.pharmacology.summary import _isolate as _isolate_kernel
-from ketaflow.pharmacology.summary import _ranks_lanes, _sign_changes_lanes
 
 # ----------------------------------------------------------------------------------------------
 # The rule of signs

@@ -189,7 +189,9 @@ def _jacobi_eigh(a, w, v):  # pragma: no cover - compiled
 
 SQRT3_HALF = 0.8660254037844386  # sin(2 pi / 3)
 TRIPLE_ANGLE_STEPS = 4
-NEWTON_STEPS = 2  # on the secular equation, after the closed-form estimate (quadratic: 1 leaves ~1e-11)
+# Newton steps on the secular equation after the closed-form estimate (quadratic: one leaves
+# errors of about 1e-11)
+NEWTON_STEPS = 2
 
 
 @njit(cache=True, error_model="numpy")

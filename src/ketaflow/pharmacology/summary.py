@@ -312,7 +312,6 @@ def _isolate(wk, delta, n, order, out_lo, out_hi, out_side):  # pragma: no cover
     return 0
 
 
-
 INPUT_NONE, INPUT_BOLUS, INPUT_RATE = range(3)  # what a dose event gives over an interval
 
 
