@@ -433,10 +433,11 @@ def _summarize_block(
 ):  # pragma: no cover - compiled
     """Patients i0 .. i1 - 1 in three passes, so that every root is solved in SIMD lanes with
     roots of other patients (`roots.py`):
-    1. per patient and interval between dose edges: the closed form, AUC, and brackets of the
-       critical points of every output; the critical points are then solved together;
+    1. per patient and interval between dose edges, for all the block's patients at once in
+       lanes: the closed form, AUC, and brackets of the critical points of every output; the
+       critical points are then solved together, output by output with the modes it carries;
     2. the levels at the ends and critical points: Cmax, and brackets of the threshold
-       crossings; the crossings are then solved together;
+       crossings; the crossings are then solved together, output by output;
     3. the same walk again, now with the crossing times: time above, time to fall below.
     Work arrays are allocated once per block. Returns False, having written nothing usable,
     when the block has more roots than its task storage holds (the caller then runs it patient
