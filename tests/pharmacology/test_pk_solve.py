@@ -4,6 +4,7 @@ coincident poles, and the closed-form summaries against dense evaluation."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from hypothesis import strategies as st
 from ketaflow.pharmacology.models import MODELS, Administration, Covariates
 from ketaflow.pharmacology.solve import (
     DoseEvents,
-    SystemArrays,
     decompose,
     evaluate,
     expm_solve,
@@ -104,20 +104,7 @@ def test_coincident_poles_stay_exact(ivp_oracle):
     base = decompose(ind.system)
     parent_pole = base.poles[0, 0, 1]  # a parent disposition mode of path 0
     s = ind.system
-    system = SystemArrays(
-        s.parent_volume,
-        s.parent_flow,
-        s.parent_clearance,
-        s.parent_formation,
-        s.metabolite_volume,
-        s.metabolite_flow,
-        s.metabolite_clearance,
-        s.path_block,
-        s.path_compartment,
-        np.full_like(s.path_ka, -parent_pole),
-        s.ke0_per_min,
-        s.effect_scale,
-    )
+    system = replace(s, path_ka=np.full_like(s.path_ka, -parent_pole))
     events = model.events("im", (Administration(0.0, 35.0),), ind)
     modal = decompose(system)
     space = state_space(system)
@@ -286,20 +273,7 @@ def test_a_patient_decomposes_alike_alone_and_among_others():
     ka = s.path_ka.copy()
     ka[1] = 0.0
     ka[2] = coincident
-    system = SystemArrays(
-        s.parent_volume,
-        s.parent_flow,
-        s.parent_clearance,
-        s.parent_formation,
-        s.metabolite_volume,
-        s.metabolite_flow,
-        s.metabolite_clearance,
-        s.path_block,
-        s.path_compartment,
-        ka,
-        s.ke0_per_min,
-        s.effect_scale,
-    )
+    system = replace(s, path_ka=ka)
     together = decompose(system)
     for i in range(3):
         alone = decompose(system.take(slice(i, i + 1)))

@@ -94,15 +94,16 @@ LAM, EM, ALPHA, DCOEF = range(4)
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _sign_from(value, size, slope, slope_size, right):  # pragma: no cover - compiled
-    """The sign of a sum just right (or left) of a point, from its value and slope there and
-    the sums of their terms' magnitudes: the value's sign unless it is rounding noise, then
-    the slope's (flipped on the left); 0 if both are noise."""
-    if abs(value) > NOISE * size:
-        return 1 if value > 0.0 else -1
-    if abs(slope) <= NOISE * slope_size or slope == 0.0:
-        return 0
-    s = 1 if slope > 0.0 else -1
-    return s if right else -s
+    """The sign (1.0, -1.0 or 0.0) of a sum just right (or left) of a point, from its value
+    and slope there and the sums of their terms' magnitudes: the value's sign unless it is
+    rounding noise, then the slope's (flipped on the left); 0 if both are noise. Branch-free,
+    for loops over lanes."""
+    value_sign = 1.0 if value > 0.0 else -1.0
+    slope_sign = 1.0 if slope > 0.0 else -1.0
+    slope_sign = slope_sign if right else -slope_sign
+    flat = (abs(slope) <= NOISE * slope_size) | (slope == 0.0)
+    from_slope = 0.0 if flat else slope_sign
+    return value_sign if abs(value) > NOISE * size else from_slope
 
 
 MANY = -1.0  # a bracket count: the rule of signs allows several critical points
@@ -157,15 +158,29 @@ def _sign_changes_lanes(coef, rank, n, nb, changes, work):  # pragma: no cover -
             sign[b] = s if clear else sign[b]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _sign_from_lane(value, size, slope, slope_size, right):  # pragma: no cover - compiled
-    """`_sign_from` branch-free, as a float (1, -1 or 0), for loops over lanes."""
-    value_sign = 1.0 if value > 0.0 else -1.0
-    slope_sign = 1.0 if slope > 0.0 else -1.0
-    slope_sign = slope_sign if right else -slope_sign
-    flat = (abs(slope) <= NOISE * slope_size) | (slope == 0.0)
-    from_slope = 0.0 if flat else slope_sign
-    return value_sign if abs(value) > NOISE * size else from_slope
+@njit(cache=True, error_model="numpy")
+def _end_sign_lanes(dcoef, lam, em, at_end, n, nb, out, work):  # pragma: no cover - compiled
+    """Lane by lane, the sign (`_sign_from`) of sum_m dcoef[m, b] exp(lam_m t) just right of
+    t = 0 (every exp is 1) or, if at_end, just left of t = delta (exp = 1 + em). `work`
+    (4, nb)."""
+    value = work[0]
+    size = work[1]
+    slope = work[2]
+    slope_size = work[3]
+    for b in range(nb):
+        value[b] = 0.0
+        size[b] = 0.0
+        slope[b] = 0.0
+        slope_size[b] = 0.0
+    for m in range(n):
+        for b in range(nb):
+            e = dcoef[m, b] * (1.0 + em[m, b]) if at_end else dcoef[m, b]
+            value[b] += e
+            size[b] += abs(e)
+            slope[b] += lam[m, b] * e
+            slope_size[b] += abs(lam[m, b] * e)
+    for b in range(nb):
+        out[b] = _sign_from(value[b], size[b], slope[b], slope_size[b], not at_end)
 
 
 @njit(cache=True, error_model="numpy")
@@ -176,44 +191,14 @@ def _slope_brackets_lanes(
     dcoef[m, b] (em[m, b] = expm1(lam delta)): count[b] 0 or 1 where the rule of signs allows
     at most one (then the slope's signs just inside the ends decide, side[b] the one at 0),
     MANY where it allows more; 0 where the coefficients have one sign (not mixed).
-    `work` (8, nb)."""
+    `work` (5, nb)."""
     _sign_changes_lanes(dcoef, rank, n, nb, count, work)
-    v0 = work[4]
-    s0 = work[5]
-    d0 = work[6]
-    ds0 = work[7]
-    # just right of 0 (every exp is 1)
+    s_hi = work[4]
+    _end_sign_lanes(dcoef, lam, em, False, n, nb, side, work)
+    _end_sign_lanes(dcoef, lam, em, True, n, nb, s_hi, work)
     for b in range(nb):
-        v0[b] = 0.0
-        s0[b] = 0.0
-        d0[b] = 0.0
-        ds0[b] = 0.0
-    for m in range(n):
-        for b in range(nb):
-            e = dcoef[m, b]
-            v0[b] += e
-            s0[b] += abs(e)
-            d0[b] += lam[m, b] * e
-            ds0[b] += abs(lam[m, b] * e)
-    for b in range(nb):
-        side[b] = _sign_from_lane(v0[b], s0[b], d0[b], ds0[b], True)
-    # just left of delta (exp(lam delta) = 1 + em)
-    for b in range(nb):
-        v0[b] = 0.0
-        s0[b] = 0.0
-        d0[b] = 0.0
-        ds0[b] = 0.0
-    for m in range(n):
-        for b in range(nb):
-            e = dcoef[m, b] * (1.0 + em[m, b])
-            v0[b] += e
-            s0[b] += abs(e)
-            d0[b] += lam[m, b] * e
-            ds0[b] += abs(lam[m, b] * e)
-    for b in range(nb):
-        s_hi = _sign_from_lane(v0[b], s0[b], d0[b], ds0[b], False)
         s_lo = side[b]
-        one = 1.0 if (s_lo != 0.0) & (s_hi != 0.0) & (s_lo != s_hi) else 0.0
+        one = 1.0 if (s_lo != 0.0) & (s_hi[b] != 0.0) & (s_lo != s_hi[b]) else 0.0
         several = MANY if count[b] > 1.0 else one
         count[b] = several if mixed[b] else 0.0
 
@@ -484,7 +469,7 @@ def _summarize_block(
     dcoef_l = np.empty((n_modes, nb))  # slope coefficients of one interval and output
     count_l = np.empty((n_iv, n_out, nb))  # critical points: 0, 1 or MANY
     side_l = np.empty((n_iv, n_out, nb))  # the slope's sign just right of the start
-    lane_work = np.empty((8, nb))
+    lane_work = np.empty((5, nb))
     auc_h = np.zeros((n_out, nb))
     f_a = np.empty(nb)
     const = np.empty(nb)
