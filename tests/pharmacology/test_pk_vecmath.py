@@ -170,3 +170,16 @@ def test_the_kernel_cache_folder_is_numbas():
     from ketaflow.pharmacology import kernel_cache, summary
 
     assert kernel_cache.cache_directory() == Path(summary._summarize._cache._cache_path)
+
+
+def test_every_module_with_cached_kernels_is_a_kernel_source():
+    # a module left out would keep stale compiled code of the functions it inlines
+    from ketaflow.pharmacology import kernel_cache
+
+    here = Path(kernel_cache.__file__).parent
+    with_kernels = {
+        path.name
+        for path in here.glob("*.py")
+        if "cache=True" in path.read_text() and path.name != "kernel_cache.py"
+    }
+    assert with_kernels == set(kernel_cache.KERNEL_SOURCES)

@@ -2,8 +2,9 @@
 
 Numba keys a cached function on its own source file only, so a kernel that inlines or calls a
 function from another module keeps the old compiled code when only that other module changes
-(`summary` inlines `vecmath` and calls `roots`). The kernels of these modules are therefore
-dropped together whenever any of the sources changes, before any of them is loaded.
+(`summary` inlines `vecmath` and calls `roots`; `normals` inlines `vecmath`). The kernels of
+these modules are therefore dropped together whenever any of the sources changes, before any
+of them is loaded.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from numba import njit
 
-KERNEL_SOURCES = ("vecmath.py", "roots.py", "solve.py", "summary.py")
+KERNEL_SOURCES = ("vecmath.py", "normals.py", "roots.py", "solve.py", "summary.py")
 STAMP_NAME = "ketaflow-kernels.sha256"
 
 

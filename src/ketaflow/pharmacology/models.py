@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from ketaflow.pharmacology.errors import PKInputError
+from ketaflow.pharmacology.normals import lognormal_factors, standard_normals
 from ketaflow.pharmacology.solve import DoseEvents, SystemArrays
 
 DRUGS = ("ketamine", "esketamine")
@@ -82,24 +83,15 @@ class Individuals:
 def _lognormal(rng: np.random.Generator | None, n: int, omega2: float) -> np.ndarray:
     if rng is None or omega2 <= 0:
         return np.ones(n)
-    return np.exp(rng.normal(0.0, math.sqrt(omega2), n))
+    return lognormal_factors(rng, n, np.array([[omega2]]))[0]
 
 
 def _correlated(rng: np.random.Generator | None, n: int, cov: np.ndarray) -> np.ndarray:
-    """(n, k) multiplicative log-normal factors with covariance `cov` on the log scale."""
+    """(k, n) multiplicative log-normal factors with covariance `cov` on the log scale, a row
+    per parameter."""
     if rng is None:
-        return np.ones((n, cov.shape[0]))
-    chol = np.linalg.cholesky(cov)
-    k = cov.shape[0]
-    # one row of normals per parameter, combined row by row: a (n, k) @ (k, k) product of a
-    # few columns costs more in BLAS than the draws themselves
-    normals = rng.standard_normal((k, n))
-    eta = np.empty_like(normals)
-    for j in range(k):
-        np.multiply(normals[0], chol[j, 0], out=eta[j])
-        for i in range(1, j + 1):
-            eta[j] += chol[j, i] * normals[i]
-    return np.exp(eta, out=eta).T
+        return np.ones((cov.shape[0], n))
+    return lognormal_factors(rng, n, cov)
 
 
 class PKModel:
@@ -272,19 +264,27 @@ class RacemicKetamine(PKModel):
         # Otto 2021: V x (WT/70)^1, CL x (WT/70)^0.75 for both analytes; peripheral terms unscaled.
         parent_iiv = _correlated(rng, n, self.OMEGA_PARENT)
         met_iiv = _correlated(rng, n, self.OMEGA_METABOLITE)
-        v1 = self.V1_L * wt * parent_iiv[:, 0]
-        cl = self.CL_L_PER_H / 60.0 * wt**0.75 * parent_iiv[:, 1]
-        zeros = np.zeros(n)
-        parent_volume = np.column_stack([v1, np.full(n, self.VP1_L), np.full(n, self.VP2_L)])
-        parent_flow = np.column_stack(
-            [zeros, np.full(n, self.Q1_L_PER_H / 60.0), np.full(n, self.Q2_L_PER_H / 60.0)]
-        )
-        parent_clearance = np.column_stack([cl, zeros, zeros])
-        vm = self.VM_L * wt * met_iiv[:, 0]
-        clm = self.CLM_L_PER_H / 60.0 * wt**0.75 * met_iiv[:, 1]
-        met_volume = np.column_stack([vm, np.full(n, self.VPM_L)])
-        met_flow = np.column_stack([zeros, np.full(n, self.QM_L_PER_H / 60.0)])
-        met_clearance = np.column_stack([clm, zeros])
+        cl_scale = wt**0.75
+        # columns filled in place: np.column_stack of constant columns costs more than the
+        # arithmetic
+        parent_volume = np.empty((n, 3))
+        np.multiply(self.V1_L * wt, parent_iiv[0], out=parent_volume[:, 0])
+        parent_volume[:, 1] = self.VP1_L
+        parent_volume[:, 2] = self.VP2_L
+        parent_flow = np.empty((n, 3))
+        parent_flow[:, 0] = 0.0
+        parent_flow[:, 1] = self.Q1_L_PER_H / 60.0
+        parent_flow[:, 2] = self.Q2_L_PER_H / 60.0
+        parent_clearance = np.zeros((n, 3))
+        np.multiply(self.CL_L_PER_H / 60.0 * cl_scale, parent_iiv[1], out=parent_clearance[:, 0])
+        met_volume = np.empty((n, 2))
+        np.multiply(self.VM_L * wt, met_iiv[0], out=met_volume[:, 0])
+        met_volume[:, 1] = self.VPM_L
+        met_flow = np.empty((n, 2))
+        met_flow[:, 0] = 0.0
+        met_flow[:, 1] = self.QM_L_PER_H / 60.0
+        met_clearance = np.zeros((n, 2))
+        np.multiply(self.CLM_L_PER_H / 60.0 * cl_scale, met_iiv[1], out=met_clearance[:, 0])
         if route == "iv":
             path_block = np.array([0])
             path_cmt = np.array([0])
@@ -474,7 +474,7 @@ class EsketaminePerezRuixo(PKModel):
             )
             logit = math.log(self.FRN / (1 - self.FRN))
             if rng is not None:
-                logit = logit + rng.normal(0.0, math.sqrt(om["logit_frn"]), n)
+                logit = logit + math.sqrt(om["logit_frn"]) * standard_normals(rng, n)
             extra["frn"] = 1.0 / (1.0 + np.exp(-np.broadcast_to(logit, (n,))))
             bioavailability = extra["frn"]
         elif route == "oral":

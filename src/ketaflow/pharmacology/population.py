@@ -15,6 +15,7 @@ import numpy as np
 
 from ketaflow.pharmacology.errors import PKInputError
 from ketaflow.pharmacology.models import Administration, Covariates, PKModel
+from ketaflow.pharmacology.normals import standard_normals
 from ketaflow.pharmacology.solve import (
     OUTPUT_EFFECT,
     OUTPUT_METABOLITE,
@@ -85,13 +86,13 @@ def _covariates(spec: PopulationSpec, rng: np.random.Generator | None, n: int) -
     age = np.full(n, spec.age_years)
     if rng is not None and spec.weight_sd_kg > 0:
         # Truncated to the adult range the engine accepts (10-350 kg), resampled not clipped.
-        weight = rng.normal(spec.weight_kg, spec.weight_sd_kg, n)
+        weight = spec.weight_kg + spec.weight_sd_kg * standard_normals(rng, n)
         bad = (weight < 30) | (weight > 250)
         while bad.any():
-            weight[bad] = rng.normal(spec.weight_kg, spec.weight_sd_kg, int(bad.sum()))
+            weight[bad] = spec.weight_kg + spec.weight_sd_kg * standard_normals(rng, int(bad.sum()))
             bad = (weight < 30) | (weight > 250)
     if rng is not None and spec.age_sd_years > 0:
-        age = np.clip(rng.normal(spec.age_years, spec.age_sd_years, n), 18.0, 95.0)
+        age = np.clip(spec.age_years + spec.age_sd_years * standard_normals(rng, n), 18.0, 95.0)
     return Covariates(weight, age)
 
 
