@@ -485,3 +485,29 @@ def test_a_block_whose_doses_start_at_different_times_matches_each_patient_alone
     same = np.flatnonzero((second_start == 90.0) & (second_amount > 0.0))
     part = summarize(modal.take(same), events.take(same), (0, 1), thresholds, 1440.0)
     np.testing.assert_array_equal(part, together[same])
+
+
+def test_summaries_written_into_a_store_at_an_offset_match_the_returned_ones():
+    """A population's blocks write into one field-major store; the patients before and after
+    the block are left as they were, and a store of the wrong shape is refused."""
+    model = MODELS["ketamine"]
+    n = 40
+    rng = np.random.default_rng(8)
+    cov = Covariates(rng.uniform(55.0, 95.0, n), rng.uniform(20.0, 70.0, n))
+    ind = model.individuals("iv", cov, rng)
+    modal = decompose(ind.system)
+    events = model.events("iv", (Administration(0.0, 40.0, 35.0),), ind)
+    thresholds = (50.0, 40.0)
+    alone = summarize(modal, events, (0, 1), thresholds, 1440.0)
+    store = np.full((2, len(SUMMARY_FIELDS), n + 25), -1.0)
+    view = summarize(modal, events, (0, 1), thresholds, 1440.0, out=store, offset=10)
+    np.testing.assert_array_equal(view, alone)
+    np.testing.assert_array_equal(store[:, :, 10 : 10 + n].transpose(2, 0, 1), alone)
+    assert np.all(store[:, :, :10] == -1.0) and np.all(store[:, :, 10 + n :] == -1.0)
+    for bad_store, offset in (
+        (store, 26),  # runs past the end
+        (store[:, :, ::2], 0),  # not contiguous
+        (np.zeros((1, len(SUMMARY_FIELDS), 100)), 0),  # one output, two asked for
+    ):
+        with pytest.raises(ValueError, match="out must be"):
+            summarize(modal, events, (0, 1), thresholds, 1440.0, out=bad_store, offset=offset)

@@ -187,11 +187,18 @@ def simulate_summaries(
     n = spec.n_patients
     # field-major, so that each summary is one contiguous array: picking columns out of a
     # patient-major array of 100,000 patients would stream all of it through the cache once
-    # per column (summarize's result is a view of a field-major block: a plain copy here)
+    # per column; each block's kernel writes its patients' part directly
     store = np.empty((len(outputs), len(SUMMARY_FIELDS), n))
     for chunk in iter_chunks(spec, outputs):
-        block = summarize(chunk.modal, chunk.events, outputs, thresholds_ng_per_ml, horizon_min)
-        store[:, :, chunk.start : chunk.start + block.shape[0]] = block.transpose(1, 2, 0)
+        block = summarize(
+            chunk.modal,
+            chunk.events,
+            outputs,
+            thresholds_ng_per_ml,
+            horizon_min,
+            out=store,
+            offset=chunk.start,
+        )
         if progress:
             progress(chunk.start + block.shape[0], n)
     values: dict[str, dict[str, np.ndarray]] = {}

@@ -367,6 +367,7 @@ def _summarize(
     thresholds,
     horizon,
     out,
+    offset,
 ):  # pragma: no cover - compiled
     n = poles.shape[0]
     block = 256  # patients per task: work arrays allocated once per task
@@ -389,6 +390,7 @@ def _summarize(
                 thresholds,
                 horizon,
                 out,
+                offset,
                 mode_path,
                 mode_slot,
             )
@@ -413,6 +415,7 @@ def _summarize_block(
     thresholds,
     horizon,
     out,
+    offset,
     mode_path,
     mode_slot,
 ):  # pragma: no cover - compiled
@@ -626,9 +629,11 @@ def _summarize_block(
                     slower = (slowest[b] == 0.0) | (rate_m < slowest[b])
                     slowest[b] = rate_m if carried & slower else slowest[b]
         for b in range(nb):
-            out[q, AUC_HORIZON, i0 + b] = auc_h[q, b]
-            out[q, AUC_INF, i0 + b] = auc_inf[b]
-            out[q, HALF_LIFE, i0 + b] = math.log(2.0) / slowest[b] if slowest[b] > 0.0 else np.nan
+            out[q, AUC_HORIZON, offset + i0 + b] = auc_h[q, b]
+            out[q, AUC_INF, offset + i0 + b] = auc_inf[b]
+            out[q, HALF_LIFE, offset + i0 + b] = (
+                math.log(2.0) / slowest[b] if slowest[b] > 0.0 else np.nan
+            )
 
     # --- pass 1c: brackets of the critical points (zeros of f'). None where every
     # coefficient of f' has one sign; where the rule of signs allows at most one, the slope's
@@ -777,14 +782,14 @@ def _summarize_block(
                         t0 = t1
                         v0 = v1
                 if sweep == 1:
-                    out[q, CMAX, i] = cmax
-                    out[q, TMAX, i] = tmax
+                    out[q, CMAX, offset + i] = cmax
+                    out[q, TMAX, offset + i] = tmax
                     if above:
-                        out[q, TIME_ABOVE, i] = time_above + horizon - since
-                        out[q, TIME_TO_BELOW, i] = np.nan
+                        out[q, TIME_ABOVE, offset + i] = time_above + horizon - since
+                        out[q, TIME_TO_BELOW, offset + i] = np.nan
                     else:
-                        out[q, TIME_ABOVE, i] = time_above
-                        out[q, TIME_TO_BELOW, i] = last_down
+                        out[q, TIME_ABOVE, offset + i] = time_above
+                        out[q, TIME_TO_BELOW, offset + i] = last_down
         if sweep == 0:
             cross_from[n_out] = n_tasks
             if n_tasks > capacity:
@@ -808,9 +813,15 @@ def summarize(
     outputs: tuple[int, ...],
     thresholds_ng_per_ml: tuple[float, ...],
     horizon_min: float,
+    out: np.ndarray | None = None,
+    offset: int = 0,
 ) -> np.ndarray:
     """Per-patient summaries (N, len(outputs), 7), columns as in SUMMARY_FIELDS (minutes),
-    over doses from time 0 to `horizon_min`."""
+    over doses from time 0 to `horizon_min`.
+
+    Written into `out` when given, a C-contiguous float64 array (len(outputs), 7, M), at
+    patients offset .. offset + N - 1 (a population's store, which then needs no copy); the
+    result is a view of it."""
     if not horizon_min > 0:
         raise PKInputError("horizon", "the horizon must be positive")
     if len(outputs) != len(thresholds_ng_per_ml):
@@ -821,7 +832,17 @@ def summarize(
         raise PKInputError("start", "dose times count from the first dose and cannot be negative")
     # field-major in the kernel (writes along patients, and a consumer taking one field reads
     # contiguous memory); returned as the (N, outputs, fields) view
-    out = np.empty((len(outputs), len(SUMMARY_FIELDS), n))
+    shape = (len(outputs), len(SUMMARY_FIELDS))
+    if out is None:
+        out = np.empty((*shape, n))
+        offset = 0
+    elif (
+        out.dtype != np.float64
+        or not out.flags.c_contiguous
+        or out.shape[:2] != shape
+        or not 0 <= offset <= out.shape[2] - n
+    ):
+        raise ValueError(f"out must be C-contiguous float64 {shape} + (>= {offset + n},)")
     # the (path, slot) of every mode in use, in row-major order
     mode_path, mode_slot = (
         np.ascontiguousarray(a, dtype=np.int64) for a in np.nonzero(modal.active)
@@ -836,5 +857,6 @@ def summarize(
         np.asarray(thresholds_ng_per_ml, dtype=np.float64),
         float(horizon_min),
         out,
+        int(offset),
     )
-    return out.transpose(2, 0, 1)
+    return out[:, :, offset : offset + n].transpose(2, 0, 1)
