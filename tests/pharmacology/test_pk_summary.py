@@ -269,6 +269,15 @@ def _history(drug: str, route: str, doses, seed: int):
     return decompose(ind.system), model.events(route, admin, ind)
 
 
+def _varied_iv_patients(n: int, seed: int, weight_kg=(55.0, 95.0)):
+    """n racemic-ketamine patients of varied weight and age, with variability: the model, the
+    individuals, and the generator for further draws."""
+    model = MODELS["ketamine"]
+    rng = np.random.default_rng(seed)
+    cov = Covariates(rng.uniform(*weight_kg, n), rng.uniform(20.0, 70.0, n))
+    return model, model.individuals("iv", cov, rng), rng
+
+
 def _dense_times(events: DoseEvents, horizon: float) -> np.ndarray:
     """A uniform grid plus every dose edge and the instant before it (the left limit of a
     bolus jump), so the trapezoid and the maximum see every jump and kink."""
@@ -441,11 +450,8 @@ def test_a_block_with_more_roots_than_its_storage_is_solved_patient_by_patient()
     with the metabolite's peak between: five roots per dose, where a block's task storage
     holds four per dose and patient. The kernel falls back to one patient at a time for such
     a block, and every patient's summary equals the one computed alone."""
-    model = MODELS["ketamine"]
     n = 300
-    rng = np.random.default_rng(11)
-    cov = Covariates(rng.uniform(60.0, 80.0, n), rng.uniform(20.0, 70.0, n))
-    ind = model.individuals("iv", cov, rng)
+    model, ind, _ = _varied_iv_patients(n, 11, (60.0, 80.0))
     admin = tuple(Administration(480.0 * k, 35.0, 40.0) for k in range(3))
     modal, events = decompose(ind.system), model.events("iv", admin, ind)
     thresholds = (50.0, 45.0)
@@ -461,11 +467,8 @@ def test_a_block_whose_doses_start_at_different_times_matches_each_patient_alone
     start at the same times, and patient by patient otherwise. Here the second infusion
     starts at one of three times, or is not given (amount 0), so the block takes the
     per-patient way, while each patient alone takes the shared one: both must agree."""
-    model = MODELS["ketamine"]
     n = 60
-    rng = np.random.default_rng(5)
-    cov = Covariates(rng.uniform(55.0, 95.0, n), rng.uniform(20.0, 70.0, n))
-    ind = model.individuals("iv", cov, rng)
+    _, ind, rng = _varied_iv_patients(n, 5)
     modal = decompose(ind.system)
     second_start = rng.choice([60.0, 90.0, 150.0], n)
     second_amount = np.where(rng.random(n) < 0.2, 0.0, rng.uniform(10.0, 40.0, n))
@@ -490,11 +493,8 @@ def test_a_block_whose_doses_start_at_different_times_matches_each_patient_alone
 def test_summaries_written_into_a_store_at_an_offset_match_the_returned_ones():
     """A population's blocks write into one field-major store; the patients before and after
     the block are left as they were, and a store of the wrong shape is refused."""
-    model = MODELS["ketamine"]
     n = 40
-    rng = np.random.default_rng(8)
-    cov = Covariates(rng.uniform(55.0, 95.0, n), rng.uniform(20.0, 70.0, n))
-    ind = model.individuals("iv", cov, rng)
+    model, ind, _ = _varied_iv_patients(n, 8)
     modal = decompose(ind.system)
     events = model.events("iv", (Administration(0.0, 40.0, 35.0),), ind)
     thresholds = (50.0, 40.0)
