@@ -643,6 +643,15 @@ def _summarize_block(
     _ranks_lanes(lam_l, n_modes, nb, rank_l)
     for k in range(n_used):
         for q in range(n_out):
+            any_mixed = False
+            for b in range(nb):
+                any_mixed = any_mixed | mixed_l[k, q, b]
+            if not any_mixed:
+                # one sign in every lane (a parent's rise during an infusion, its fall
+                # after): no critical point in any, and no need of the rule of signs
+                for b in range(nb):
+                    count_l[k, q, b] = 0.0
+                continue
             for m in range(n_modes):
                 for b in range(nb):
                     dcoef_l[m, b] = alpha_l[k, q, m, b] * lam_l[m, b]
