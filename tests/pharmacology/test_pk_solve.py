@@ -102,7 +102,7 @@ def test_coincident_poles_stay_exact(ivp_oracle):
     separates the poles by 1e-7 relative and stays within 1e-6 of the exact solution."""
     model, ind = _patients("ketamine", "im", n=1)
     base = decompose(ind.system)
-    parent_pole = base.poles[0, 0, 1]  # a parent disposition mode of path 0
+    parent_pole = base.poles[0, 1, 0]  # a parent disposition mode of path 0
     s = ind.system
     system = replace(s, path_ka=np.full_like(s.path_ka, -parent_pole))
     events = model.events("im", (Administration(0.0, 35.0),), ind)
@@ -178,7 +178,7 @@ def test_summaries_agree_with_dense_evaluation(drug, route, doses):
                 last = fine[np.nonzero(c > threshold)[0][-1]]
                 assert abs(s[TIME_TO_BELOW] - last) <= 0.05
             slowest = -np.max(
-                modal.poles[i][modal.active & (np.abs(modal.residues[i, :, o, :]) > 0)]
+                modal.poles[..., i][modal.active & (np.abs(modal.residues[:, o, :, i]) > 0)]
             )
             assert s[HALF_LIFE] == pytest.approx(math.log(2) / slowest, rel=1e-12)
 
@@ -269,7 +269,7 @@ def test_a_patient_decomposes_alike_alone_and_among_others():
     coincides with a disposition pole, gives each patient what it gets alone."""
     _, ind = _patients("ketamine", "im", n=3)
     s = ind.system
-    coincident = -decompose(s.take(slice(2, 3))).poles[0, 0, 1]
+    coincident = -decompose(s.take(slice(2, 3))).poles[0, 1, 0]
     ka = s.path_ka.copy()
     ka[1] = 0.0
     ka[2] = coincident
@@ -280,11 +280,11 @@ def test_a_patient_decomposes_alike_alone_and_among_others():
         active = together.active
         for p in range(active.shape[0]):
             np.testing.assert_allclose(
-                together.poles[i, p, active[p]], alone.poles[0, p, active[p]], rtol=1e-15
+                together.poles[p, active[p], i], alone.poles[p, active[p], 0], rtol=1e-15
             )
             np.testing.assert_allclose(
-                together.residues[i, p][:, active[p]],
-                alone.residues[0, p][:, active[p]],
+                together.residues[p, :, active[p], i],
+                alone.residues[p, :, active[p], 0],
                 rtol=1e-12,
-                atol=1e-12 * np.abs(alone.residues[0, p]).max(),
+                atol=1e-12 * np.abs(alone.residues[p, ..., 0]).max(),
             )

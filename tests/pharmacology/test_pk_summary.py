@@ -333,7 +333,7 @@ def test_summaries_agree_with_dense_evaluation(drug_route, doses, thresholds, se
     modal, events = _history(drug, route, doses, seed)
     outputs = (0, 1, 2)
     summary = summarize(modal, events, outputs, thresholds, HORIZON)
-    n = modal.poles.shape[0]
+    n = modal.n_patients
     assert summary.shape == (n, len(outputs), len(SUMMARY_FIELDS))
     times = _dense_times(events, HORIZON)
     dt = np.diff(times)

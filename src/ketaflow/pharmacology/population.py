@@ -265,7 +265,7 @@ def iter_curves(
     size = min(patients_per_yield, spec.n_patients)
     buffer = np.empty((len(outputs), size, n_points))
     for chunk in iter_chunks(spec, outputs):
-        n = chunk.modal.poles.shape[0]
+        n = chunk.modal.n_patients
         for lo in range(0, n, size):
             part = slice(lo, min(n, lo + size))
             curves = grid_curves(

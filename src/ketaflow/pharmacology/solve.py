@@ -125,15 +125,25 @@ class DoseEvents:
 
 @dataclass(frozen=True)
 class ModalSystem:
-    """Poles (N, P, M) and residues (N, P, 3, M) of every path and output; `active` (P, M)
-    marks the mode slots a path uses."""
+    """Poles (P, M, N) and residues (P, 3, M, N) of every path and output, patients last:
+    the kernels work on patients in SIMD lanes, so a lane's values are read and written
+    contiguously. `active` (P, M) marks the mode slots a path uses."""
 
     poles: np.ndarray
     residues: np.ndarray
     active: np.ndarray
 
+    @property
+    def n_patients(self) -> int:
+        return self.poles.shape[-1]
+
     def take(self, index: np.ndarray | slice) -> ModalSystem:
-        return ModalSystem(self.poles[index], self.residues[index], self.active)
+        # contiguous copies: the kernels are compiled for C-contiguous arrays
+        return ModalSystem(
+            np.ascontiguousarray(self.poles[..., index]),
+            np.ascontiguousarray(self.residues[..., index]),
+            self.active,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,7 +454,7 @@ def _residues_lanes(
     n_par = par_v.shape[1]
     n_met = met_v.shape[1]
     n_paths = path_block.shape[0]
-    m_slots = poles.shape[2]
+    m_slots = poles.shape[1]
     mu = np.empty((m_slots, nb))
     r_conc = np.empty((m_slots, nb))
     r_form = np.empty((m_slots, nb))
@@ -539,15 +549,14 @@ def _residues_lanes(
             _combine_lanes(
                 mu, r_conc, fac, use, depot_slot, depot_on, nb, res[OUTPUT_METABOLITE], value, h
             )
-        # patient by patient: each patient's values are contiguous in poles and residues, so
-        # these stores are sequential (a loop over lanes would scatter them 56 or 168 bytes
-        # apart, one element at a time)
-        for b in range(nb):
+        # patients last in poles and residues, as in the lanes: contiguous stores
+        for s in range(m_slots):
+            for b in range(nb):
+                poles[p, s, i0 + b] = mu[s, b]
+        for o in range(N_OUTPUTS):
             for s in range(m_slots):
-                poles[i0 + b, p, s] = mu[s, b]
-            for o in range(N_OUTPUTS):
-                for s in range(m_slots):
-                    residues[i0 + b, p, o, s] = res[o, s, b]
+                for b in range(nb):
+                    residues[p, o, s, i0 + b] = res[o, s, b]
 
 
 # nogil: the server's other requests go on while a simulation runs
@@ -636,8 +645,8 @@ def decompose(system: SystemArrays) -> ModalSystem:
     n = system.n_patients
     n_paths = system.path_block.shape[0]
     m_slots = mode_slots(system)
-    poles = np.empty((n, n_paths, m_slots))
-    residues = np.empty((n, n_paths, N_OUTPUTS, m_slots))
+    poles = np.empty((n_paths, m_slots, n))
+    residues = np.empty((n_paths, N_OUTPUTS, m_slots, n))
     _decompose(
         _plain(system.parent_volume, np.float64),
         _plain(system.parent_flow, np.float64),
@@ -686,11 +695,11 @@ def _value(i, o, t, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt):
         if tau < 0.0:
             continue
         acc = 0.0
-        for s in range(poles.shape[2]):
+        for s in range(poles.shape[1]):
             if active[p, s]:
-                r = residues[i, p, o, s]
+                r = residues[p, o, s, i]
                 if r != 0.0:
-                    acc += r * _g(poles[i, p, s], tau, ev_dur[e])
+                    acc += r * _g(poles[p, s, i], tau, ev_dur[e])
         total += amt * acc
     return total
 
@@ -700,7 +709,7 @@ def _value(i, o, t, poles, residues, active, ev_path, ev_start, ev_dur, ev_amt):
 def _evaluate(
     poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, times, o, out
 ):  # pragma: no cover
-    for i in prange(poles.shape[0]):
+    for i in prange(poles.shape[2]):
         for k in range(times.shape[0]):
             out[i, k] = _value(
                 i, o, times[k], poles, residues, active, ev_path, ev_start, ev_dur, ev_amt
@@ -765,8 +774,8 @@ def _grid_block(
     mode, then a multiply-add per mode and step, with the patient index innermost so each one
     is a vector instruction. Steps that a dose starts or ends inside get their exact partial
     term (closed form). Work arrays come from `_workspace` (reused across blocks)."""
-    n_paths = poles.shape[1]
-    m_slots = poles.shape[2]
+    n_paths = poles.shape[0]
+    m_slots = poles.shape[1]
     n_points = out.shape[2]
     n_out = outputs.shape[0]
     n_ev = ev_path.shape[0]
@@ -794,12 +803,12 @@ def _grid_block(
         s = mode_slot[m]
         for w in range(width):
             i = i0 + w
-            lm = poles[i, p, s]
+            lm = poles[p, s, i]
             lam[m, w] = lm
             mult[m, w] = math.exp(lm * dt)
             incr[m, w] = math.expm1(lm * dt) / lm
             for q in range(n_out):
-                res[q, m, w] = residues[i, p, outputs[q], s]
+                res[q, m, w] = residues[p, outputs[q], s, i]
             acc = 0.0
             for e in range(n_ev):
                 if ev_path[e] == p and ev_amt[i, e] != 0.0:
@@ -985,10 +994,10 @@ SUPER = 8  # lane blocks (of LANES patients) per parallel task
 def _grid(
     poles, residues, active, ev_path, ev_start, ev_dur, ev_amt, t0, dt, outputs, out
 ):  # pragma: no cover
-    n = poles.shape[0]
+    n = poles.shape[2]
     n_blocks = (n + LANES - 1) // LANES
     for sup in prange((n_blocks + SUPER - 1) // SUPER):
-        work = _workspace(poles.shape[1], poles.shape[2], outputs.shape[0], out.shape[2])
+        work = _workspace(poles.shape[0], poles.shape[1], outputs.shape[0], out.shape[2])
         for blk in range(sup * SUPER, min(n_blocks, (sup + 1) * SUPER)):
             i0 = blk * LANES
             width = min(LANES, n - i0)
@@ -1058,7 +1067,7 @@ def evaluate(
 ) -> np.ndarray:
     """Concentrations (N, T) in ng/mL at arbitrary times (closed form, superposed doses)."""
     times = np.ascontiguousarray(times_min, dtype=np.float64)
-    n = modal.poles.shape[0]
+    n = modal.n_patients
     out = np.empty((n, times.shape[0]))
     _evaluate(
         modal.poles, modal.residues, modal.active, *event_arrays(events, n), times, output, out
@@ -1079,7 +1088,7 @@ def grid_curves(
     `out` may be a reused buffer of at least that shape (the result is a view of it)."""
     if step_min <= 0 or n_points < 1:
         raise PKInputError("step", "the time grid needs a positive step and at least one point")
-    n = modal.poles.shape[0]
+    n = modal.n_patients
     if out is None:
         out = np.empty((len(outputs), n, n_points))
     elif (

@@ -369,7 +369,7 @@ def _summarize(
     out,
     offset,
 ):  # pragma: no cover - compiled
-    n = poles.shape[0]
+    n = poles.shape[2]
     block = 256  # patients per task: work arrays allocated once per task
     for blk in prange((n + block - 1) // block):
         hi = min(n, (blk + 1) * block)
@@ -497,11 +497,11 @@ def _summarize_block(
         path = mode_path[m]
         slot = mode_slot[m]
         for b in range(nb):
-            lam_l[m, b] = poles[i0 + b, path, slot]
+            lam_l[m, b] = poles[path, slot, i0 + b]
         for q in range(n_out):
             o = outputs[q]
             for b in range(nb):
-                res_l[q, m, b] = residues[i0 + b, path, o, slot]
+                res_l[q, m, b] = residues[path, o, slot, i0 + b]
     # the modes each output carries: a prefix of the mode order (the parent's come before the
     # metabolite's), up to the last with a residue in any patient of the block; its root
     # tasks are solved with those modes only
@@ -835,7 +835,7 @@ def summarize(
         raise PKInputError("horizon", "the horizon must be positive")
     if len(outputs) != len(thresholds_ng_per_ml):
         raise PKInputError("threshold", "one threshold per output is needed")
-    n = modal.poles.shape[0]
+    n = modal.n_patients
     ev = event_arrays(events, n)
     if ev[1].size and float(ev[1].min()) < 0:
         raise PKInputError("start", "dose times count from the first dose and cannot be negative")
