@@ -581,7 +581,12 @@ def _summarize_block(
                 f_b[b] = 0.0
                 d_min[b] = 0.0
                 d_max[b] = 0.0
-            for m in range(n_modes):
+            # the modes the output does not carry add nothing (their residues are 0 in every
+            # lane): only their coefficients are written, as zeros, for the rule of signs
+            for m in range(n_carried[q], n_modes):
+                for b in range(nb):
+                    alpha_l[k, q, m, b] = 0.0
+            for m in range(n_carried[q]):
                 for b in range(nb):
                     r = res_l[q, m, b]
                     al = r * w_l[m, b]
@@ -612,11 +617,11 @@ def _summarize_block(
             largest[b] = 0.0
             auc_inf[b] = 0.0
             slowest[b] = 0.0
-        for m in range(n_modes):
+        for m in range(n_carried[q]):
             for b in range(nb):
                 largest[b] = max(largest[b], abs(res_l[q, m, b]))
         for e in range(n_ev):
-            for m in range(n_modes):
+            for m in range(n_carried[q]):
                 if mode_path[m] != ev_path[e]:
                     continue
                 for b in range(nb):
@@ -757,7 +762,7 @@ def _summarize_block(
                             above = v1 > thr
                             if sweep == 0:
                                 if n_tasks < capacity:
-                                    for m in range(n_modes):
+                                    for m in range(n_carried[q]):  # all the solver reads
                                         modes[n_tasks, MODE_POLE, m] = lam_l[m, b]
                                         modes[n_tasks, MODE_COEF, m] = alpha_l[k, q, m, b]
                                         modes[n_tasks, MODE_LEVEL, m] = alpha_l[k, q, m, b]
