@@ -100,29 +100,65 @@ def _horner(c, x):  # pragma: no cover - compiled
     return p
 
 
+CENTRE_HALF_WIDTH = 0.425  # AS 241's central branch: |u - 1/2| <= 0.425, 85% of draws
+
+
 @njit(cache=True, inline="always", error_model="numpy")
-def normal_quantile_lane(u):  # pragma: no cover - compiled
-    """The standard normal quantile of u in [0, 1), branch-free (AS 241): the three branches
-    are computed and one is selected (measured faster than selecting coefficients first)."""
-    q = u - 0.5  # exact
+def _centre_quantile(q):  # pragma: no cover - compiled
+    """The quantile of u = 1/2 + q for |q| <= CENTRE_HALF_WIDTH."""
     r = 0.180625 - q * q
-    centre = q * _horner(_CENTRE_NUM, r) / _horner(_CENTRE_DEN, r)
+    return q * _horner(_CENTRE_NUM, r) / _horner(_CENTRE_DEN, r)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _tail_quantile(u):  # pragma: no cover - compiled
+    """The quantile of u for |u - 1/2| > CENTRE_HALF_WIDTH, branch-free: both tail branches
+    are computed and one is selected."""
+    q = u - 0.5  # exact
     tail_p = u if q <= 0.0 else 1.0 - u  # exact for u in [0.5, 1)
     s = math.sqrt(-log_lane(max(tail_p, SMALLEST_TAIL)))
     near = s <= 5.0
     tail = _horner(_TAIL_NUM, s - 1.6) / _horner(_TAIL_DEN, s - 1.6)
     far = _horner(_FAR_NUM, s - 5.0) / _horner(_FAR_DEN, s - 5.0)
     tail = tail if near else far
-    tail = -tail if q < 0.0 else tail
-    return centre if abs(q) <= 0.425 else tail
+    return -tail if q < 0.0 else tail
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def normal_quantile_lane(u):  # pragma: no cover - compiled
+    """The standard normal quantile of u in [0, 1), branch-free (AS 241): the branches are
+    computed and one is selected (measured faster than selecting coefficients first)."""
+    q = u - 0.5  # exact
+    centre = _centre_quantile(q)
+    return centre if abs(q) <= CENTRE_HALF_WIDTH else _tail_quantile(u)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _quantiles(u):  # pragma: no cover - compiled
+def _quantiles_in_place(x):  # pragma: no cover - compiled
+    """Uniform draws x (1-D, contiguous) replaced by their normal quantiles, the values of
+    normal_quantile_lane: the central branch for every draw, the tails (15%) only for those
+    in them, gathered into a contiguous buffer so that both loops vectorise. Computing every
+    branch for every draw took half as long again."""
+    n = x.shape[0]
+    at = np.empty(n, dtype=np.int64)
+    n_tail = 0
+    for i in range(n):  # the tail draws' indices, without a branch
+        at[n_tail] = i
+        n_tail += 0 if abs(x[i] - 0.5) <= CENTRE_HALF_WIDTH else 1
+    tail = np.empty(n_tail)
+    for j in range(n_tail):
+        tail[j] = x[at[j]]
+    for j in range(n_tail):
+        tail[j] = _tail_quantile(tail[j])
+    for i in range(n):
+        x[i] = _centre_quantile(x[i] - 0.5)
+    for j in range(n_tail):
+        x[at[j]] = tail[j]
+
+
+def _quantiles(u: np.ndarray) -> None:
     """Uniform draws (a C-contiguous array) replaced by their normal quantiles."""
-    flat = u.reshape(u.size)
-    for i in range(flat.shape[0]):
-        flat[i] = normal_quantile_lane(flat[i])
+    _quantiles_in_place(u.reshape(u.size))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
@@ -131,8 +167,7 @@ def _lognormal_rows(u, chol):  # pragma: no cover - compiled
     needs rows 0 .. j of z, so the rows are combined from the last one up, in place."""
     k, n = u.shape
     for j in range(k):
-        for i in range(n):
-            u[j, i] = normal_quantile_lane(u[j, i])
+        _quantiles_in_place(u[j])
     for j in range(k - 1, -1, -1):
         for i in range(n):
             u[j, i] *= chol[j, j]
