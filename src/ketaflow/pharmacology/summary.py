@@ -425,8 +425,8 @@ def _summarize_block(
        lanes: the closed form, AUC, and brackets of the critical points of every output; the
        critical points are then solved together, output by output with the modes it carries;
     2. the levels at the ends and critical points: Cmax, and brackets of the threshold
-       crossings; the crossings are then solved together, output by output;
-    3. the same walk again, now with the crossing times: time above, time to fall below.
+       crossings, listed in order; the crossings are then solved together, output by output;
+    3. the list of crossings, now with their times: time above, time to fall below.
     Work arrays are allocated once per block. Returns False, having written nothing usable,
     when the block has more roots than its task storage holds (the caller then runs it patient
     by patient)."""
@@ -489,6 +489,13 @@ def _summarize_block(
     n_carried = np.empty(n_out, dtype=np.int64)  # modes each output carries (a prefix)
     crit_from = np.empty(n_out + 1, dtype=np.int64)  # its critical points' tasks from here
     cross_from = np.empty(n_out + 1, dtype=np.int64)  # and its crossings'
+    # the crossings of the threshold in order, output by output and patient by patient: an
+    # interval's start plus the root of task event_task (or, -1, plus nothing: a bolus's)
+    event_capacity = capacity + nb * n_out * n_iv  # room for a bolus crossing per interval
+    event_at = np.empty(event_capacity)
+    event_task = np.empty(event_capacity, dtype=np.int64)
+    event_up = np.empty(event_capacity, dtype=np.bool_)
+    events_from = np.empty(n_out * nb + 1, dtype=np.int64)  # first event of (output, patient)
 
     # --- pass 1a: poles and residues into lanes; the intervals between dose edges and the
     # inputs over each, once for the block when its patients' doses start at the same times
@@ -717,99 +724,105 @@ def _summarize_block(
     for q in range(n_out):
         solve_tasks(modes, scalars, crit_from[q], crit_from[q + 1], n_carried[q])
 
-    # --- passes 2 and 3: f is monotone between consecutive critical points, so a crossing
-    # of the threshold is bracketed exactly by the levels there
-    for sweep in range(2):
-        task = n_critical
-        for q in range(n_out):
-            cross_from[q] = n_tasks
-            for b in range(nb):
-                i = i0 + b
-                thr = thresholds[q]
-                cmax = 0.0
-                tmax = 0.0
-                above = False
-                since = 0.0
-                time_above = 0.0
-                last_down = 0.0
-                for k in range(iv_count[b]):
-                    a = iv_start[b, k]
-                    const = const_l[k, q, b]
-                    v0 = first_l[k, q, b]
-                    # a bolus may carry the level across the threshold at the instant it is given
-                    if (v0 > thr) != above:
-                        above = v0 > thr
-                        since, time_above, last_down = _crossing(
-                            a, above, since, time_above, last_down
-                        )
-                    if v0 > cmax:
-                        cmax = v0
-                        tmax = a
-                    t0 = 0.0
-                    first = cp_first[b, k, q]
-                    n_crit = cp_count[b, k, q]
-                    for c in range(n_crit + 1):
-                        if c < n_crit:
-                            t1 = scalars[first + c, TASK_AT]
-                            v1 = const + scalars[first + c, TASK_LEVEL]
-                        else:
-                            t1 = len_l[k, b]
-                            v1 = last_l[k, q, b]
-                        if v1 > cmax:
-                            cmax = v1
-                            tmax = a + t1
-                        if (v0 > thr) != (v1 > thr):
-                            above = v1 > thr
-                            if sweep == 0:
-                                if n_tasks < capacity:
-                                    for m in range(n_carried[q]):  # all the solver reads
-                                        modes[n_tasks, MODE_POLE, m] = lam_l[m, b]
-                                        modes[n_tasks, MODE_COEF, m] = alpha_l[k, q, m, b]
-                                        modes[n_tasks, MODE_LEVEL, m] = alpha_l[k, q, m, b]
-                                    scalars[n_tasks, TASK_CONST] = const - thr
-                                    scalars[n_tasks, TASK_LO] = t0
-                                    scalars[n_tasks, TASK_HI] = t1
-                                    scalars[n_tasks, TASK_SIDE] = -1.0 if above else 1.0
-                                    start = START_LO
-                                    if c > 0:
-                                        # t0 is a critical point: Newton's step from its zero
-                                        # slope is no guide. Start where the level would
-                                        # cross if it moved exponentially between the ends
-                                        # (else from t1)
-                                        start = START_HI
-                                        if v0 > 0.0 and v1 > 0.0 and v0 != v1:
-                                            scalars[n_tasks, TASK_GUESS] = t0 + (
-                                                t1 - t0
-                                            ) * math.log(v0 / thr) / math.log(v0 / v1)
-                                            start = START_GUESS
-                                    scalars[n_tasks, TASK_START] = start
-                                n_tasks += 1
-                            else:
-                                since, time_above, last_down = _crossing(
-                                    a + scalars[task, TASK_ROOT],
-                                    above,
-                                    since,
-                                    time_above,
-                                    last_down,
-                                )
-                            task += 1
-                        t0 = t1
-                        v0 = v1
-                if sweep == 1:
-                    out[q, CMAX, offset + i] = cmax
-                    out[q, TMAX, offset + i] = tmax
-                    if above:
-                        out[q, TIME_ABOVE, offset + i] = time_above + horizon - since
-                        out[q, TIME_TO_BELOW, offset + i] = np.nan
+    # --- pass 2: f is monotone between consecutive critical points, so a crossing of the
+    # threshold is bracketed exactly by the levels there. Cmax and Tmax, and every crossing in
+    # order: at an interval's start (a bolus), its time known; inside, a root task
+    n_events = 0
+    for q in range(n_out):
+        cross_from[q] = n_tasks
+        thr = thresholds[q]
+        for b in range(nb):
+            events_from[q * nb + b] = n_events
+            cmax = 0.0
+            tmax = 0.0
+            above = False
+            for k in range(iv_count[b]):
+                a = iv_start[b, k]
+                const = const_l[k, q, b]
+                v0 = first_l[k, q, b]
+                # a bolus may carry the level across the threshold at the instant it is given
+                if (v0 > thr) != above:
+                    above = v0 > thr
+                    if n_events < event_capacity:
+                        event_at[n_events] = a
+                        event_task[n_events] = -1
+                        event_up[n_events] = above
+                    n_events += 1
+                if v0 > cmax:
+                    cmax = v0
+                    tmax = a
+                t0 = 0.0
+                first = cp_first[b, k, q]
+                n_crit = cp_count[b, k, q]
+                for c in range(n_crit + 1):
+                    if c < n_crit:
+                        t1 = scalars[first + c, TASK_AT]
+                        v1 = const + scalars[first + c, TASK_LEVEL]
                     else:
-                        out[q, TIME_ABOVE, offset + i] = time_above
-                        out[q, TIME_TO_BELOW, offset + i] = last_down
-        if sweep == 0:
-            cross_from[n_out] = n_tasks
-            if n_tasks > capacity:
-                return False
-            for q in range(n_out):
-                solve_tasks(modes, scalars, cross_from[q], cross_from[q + 1], n_carried[q])
+                        t1 = len_l[k, b]
+                        v1 = last_l[k, q, b]
+                    if v1 > cmax:
+                        cmax = v1
+                        tmax = a + t1
+                    if (v0 > thr) != (v1 > thr):
+                        above = v1 > thr
+                        if n_tasks < capacity:
+                            for m in range(n_carried[q]):  # all the solver reads
+                                modes[n_tasks, MODE_POLE, m] = lam_l[m, b]
+                                modes[n_tasks, MODE_COEF, m] = alpha_l[k, q, m, b]
+                                modes[n_tasks, MODE_LEVEL, m] = alpha_l[k, q, m, b]
+                            scalars[n_tasks, TASK_CONST] = const - thr
+                            scalars[n_tasks, TASK_LO] = t0
+                            scalars[n_tasks, TASK_HI] = t1
+                            scalars[n_tasks, TASK_SIDE] = -1.0 if above else 1.0
+                            start = START_LO
+                            if c > 0:
+                                # t0 is a critical point: Newton's step from its zero slope
+                                # is no guide. Start where the level would cross if it moved
+                                # exponentially between the ends (else from t1)
+                                start = START_HI
+                                if v0 > 0.0 and v1 > 0.0 and v0 != v1:
+                                    scalars[n_tasks, TASK_GUESS] = t0 + (t1 - t0) * math.log(
+                                        v0 / thr
+                                    ) / math.log(v0 / v1)
+                                    start = START_GUESS
+                            scalars[n_tasks, TASK_START] = start
+                        if n_events < event_capacity:
+                            event_at[n_events] = a
+                            event_task[n_events] = n_tasks
+                            event_up[n_events] = above
+                        n_events += 1
+                        n_tasks += 1
+                    t0 = t1
+                    v0 = v1
+            out[q, CMAX, offset + i0 + b] = cmax
+            out[q, TMAX, offset + i0 + b] = tmax
+    events_from[n_out * nb] = n_events
+    cross_from[n_out] = n_tasks
+    if n_tasks > capacity or n_events > event_capacity:
+        return False
+    for q in range(n_out):
+        solve_tasks(modes, scalars, cross_from[q], cross_from[q + 1], n_carried[q])
+
+    # --- pass 3: time above the threshold and time to fall below it, from the crossings
+    for q in range(n_out):
+        for b in range(nb):
+            above = False
+            since = 0.0
+            time_above = 0.0
+            last_down = 0.0
+            for e in range(events_from[q * nb + b], events_from[q * nb + b + 1]):
+                j = event_task[e]
+                t = event_at[e] + scalars[j, TASK_ROOT] if j >= 0 else event_at[e]
+                above = event_up[e]
+                since, time_above, last_down = _crossing(t, above, since, time_above, last_down)
+            i = offset + i0 + b
+            if above:
+                out[q, TIME_ABOVE, i] = time_above + horizon - since
+                out[q, TIME_TO_BELOW, i] = np.nan
+            else:
+                out[q, TIME_ABOVE, i] = time_above
+                out[q, TIME_TO_BELOW, i] = last_down
     return True
 
 
