@@ -59,11 +59,14 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def _timed(fn):
-    """(result, wall seconds), nothing else running in the process."""
+def _wall_seconds(fn) -> float:
+    """Wall time of fn(), nothing else running in the process. Its result is dropped before
+    the next run, as timeit does: keeping every run's result alive (11 MB of summaries each)
+    gave each run fresh pages to fault in, 2-3 ms that a program calling the engine again
+    does not pay."""
     t0 = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - t0
+    fn()
+    return time.perf_counter() - t0
 
 
 def _peak_memory(fn) -> int:
@@ -180,14 +183,14 @@ def main() -> None:
     # Each mode runs once for its peak memory (first, before its memory is resident), then
     # REPEATS times (the machine is shared) for the best and median wall times.
     curves_peak = _peak_memory(lambda: full_curves(spec))
-    curves_runs = [_timed(lambda: full_curves(spec)) for _ in range(REPEATS)]
+    curves_runs = [_wall_seconds(lambda: full_curves(spec)) for _ in range(REPEATS)]
     summ_peak = _peak_memory(lambda: summaries(spec))
-    summ_runs = [_timed(lambda: summaries(spec)) for _ in range(REPEATS)]
-    summary = summ_runs[0][0]
-    curves_wall = min(r[1] for r in curves_runs)
-    summ_wall = min(r[1] for r in summ_runs)
-    curves_median = float(np.median([r[1] for r in curves_runs]))
-    summ_median = float(np.median([r[1] for r in summ_runs]))
+    summ_runs = [_wall_seconds(lambda: summaries(spec)) for _ in range(REPEATS)]
+    summary = summaries(spec)  # the figures printed at the end
+    curves_wall = min(curves_runs)
+    summ_wall = min(summ_runs)
+    curves_median = float(np.median(curves_runs))
+    summ_median = float(np.median(summ_runs))
     ivp_per_patient = ivp_loop_seconds_per_patient()
     ivp_total = ivp_per_patient * n
     floor = min(exp_floor_seconds(n, n_modes) for _ in range(3))  # best of 3, like the modes
@@ -222,7 +225,7 @@ def main() -> None:
     print(f"process peak RSS (everything above, incl. Python and Numba): {max_rss_mb:.0f} MB")
     big = 10 * n
     big_peak = _peak_memory(lambda: full_curves(_spec(big)))
-    _, big_wall = _timed(lambda: full_curves(_spec(big)))
+    big_wall = _wall_seconds(lambda: full_curves(_spec(big)))
     print(
         f"memory bound: full curves for {big:,} patients in {big_wall:.2f} s, peak "
         f"{big_peak / 2**20:.0f} MB above start (chunks of {RNG_BLOCK:,}, curves in blocks of "
