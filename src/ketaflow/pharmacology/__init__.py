@@ -6,7 +6,11 @@ Pure: imports NumPy, SciPy and Numba only, nothing else of ketaflow. Entry point
 `population` (virtual populations in chunks), `solve` (the exact solutions).
 """
 
-from ketaflow.pharmacology.kernel_cache import drop_stale_kernels
+from ketaflow.pharmacology.vector_width import allow_wide_vectors
+
+allow_wide_vectors()  # before the first kernel is defined (see vector_width)
+
+from ketaflow.pharmacology.kernel_cache import drop_stale_kernels  # noqa: E402
 
 # before any kernel is loaded from Numba's disk cache (see kernel_cache)
 drop_stale_kernels()
