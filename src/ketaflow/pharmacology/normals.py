@@ -17,6 +17,7 @@ so every draw is finite (below -8.2 never occurs).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -185,10 +186,24 @@ def standard_normals(rng: np.random.Generator, shape: int | tuple[int, ...]) -> 
     return draws
 
 
+@functools.lru_cache(maxsize=64)
+def _cholesky_of(shape: tuple[int, ...], data: bytes) -> np.ndarray:
+    chol = np.linalg.cholesky(np.frombuffer(data).reshape(shape))
+    chol.setflags(write=False)  # shared by every later call
+    return chol
+
+
+def _cholesky(cov: np.ndarray) -> np.ndarray:
+    """The Cholesky factor of `cov`, computed once per matrix: a population draws block after
+    block from the same few matrices (the models' constants), and LAPACK's call through
+    NumPy costs more than the draws from a 2 x 2 factor."""
+    return _cholesky_of(cov.shape, np.ascontiguousarray(cov).tobytes())
+
+
 def lognormal_factors(rng: np.random.Generator, n: int, cov: np.ndarray) -> np.ndarray:
     """(k, n) multiplicative factors exp(eta), eta normal with mean 0 and covariance `cov`
     (k, k) on the log scale, for n patients: one row per parameter."""
-    chol = np.linalg.cholesky(np.asarray(cov, dtype=np.float64))
+    chol = _cholesky(np.asarray(cov, dtype=np.float64))
     draws = rng.random((chol.shape[0], n))
     _lognormal_rows(draws, chol)
     return draws
