@@ -94,6 +94,13 @@ def _correlated(rng: np.random.Generator | None, n: int, cov: np.ndarray) -> np.
     return lognormal_factors(rng, n, cov)
 
 
+def _columns(columns: list[np.ndarray]) -> np.ndarray:
+    """(N, k) per-patient parameters from k columns, in column-major (Fortran) order: each
+    column is one contiguous copy, and the decomposition reads a parameter for a run of
+    patients contiguously (its SIMD lanes), see solve.SystemArrays."""
+    return np.stack(columns).T
+
+
 class PKModel:
     model_id: str
     drug: str
@@ -265,25 +272,25 @@ class RacemicKetamine(PKModel):
         parent_iiv = _correlated(rng, n, self.OMEGA_PARENT)
         met_iiv = _correlated(rng, n, self.OMEGA_METABOLITE)
         cl_scale = wt**0.75
-        # columns filled in place: np.column_stack of constant columns costs more than the
-        # arithmetic
-        parent_volume = np.empty((n, 3))
+        # columns filled in place, in column-major order (see _columns): np.column_stack of
+        # constant columns costs more than the arithmetic
+        parent_volume = np.empty((n, 3), order="F")
         np.multiply(self.V1_L * wt, parent_iiv[0], out=parent_volume[:, 0])
         parent_volume[:, 1] = self.VP1_L
         parent_volume[:, 2] = self.VP2_L
-        parent_flow = np.empty((n, 3))
+        parent_flow = np.empty((n, 3), order="F")
         parent_flow[:, 0] = 0.0
         parent_flow[:, 1] = self.Q1_L_PER_H / 60.0
         parent_flow[:, 2] = self.Q2_L_PER_H / 60.0
-        parent_clearance = np.zeros((n, 3))
+        parent_clearance = np.zeros((n, 3), order="F")
         np.multiply(self.CL_L_PER_H / 60.0 * cl_scale, parent_iiv[1], out=parent_clearance[:, 0])
-        met_volume = np.empty((n, 2))
+        met_volume = np.empty((n, 2), order="F")
         np.multiply(self.VM_L * wt, met_iiv[0], out=met_volume[:, 0])
         met_volume[:, 1] = self.VPM_L
-        met_flow = np.empty((n, 2))
+        met_flow = np.empty((n, 2), order="F")
         met_flow[:, 0] = 0.0
         met_flow[:, 1] = self.QM_L_PER_H / 60.0
-        met_clearance = np.zeros((n, 2))
+        met_clearance = np.zeros((n, 2), order="F")
         np.multiply(self.CLM_L_PER_H / 60.0 * cl_scale, met_iiv[1], out=met_clearance[:, 0])
         if route == "iv":
             path_block = np.array([0])
@@ -293,12 +300,12 @@ class RacemicKetamine(PKModel):
             # path 0: depot -> central; path 1: depot -> norketamine (presystemic)
             path_block = np.array([0, 1])
             path_cmt = np.array([0, 0])
-            path_ka = np.column_stack([ka_per_min, ka_per_min])
+            path_ka = _columns([ka_per_min, ka_per_min])
         return SystemArrays(
             parent_volume,
             parent_flow,
             parent_clearance,
-            parent_clearance.copy(),  # fm = 1 (Otto 2021)
+            parent_clearance.copy(order="F"),  # fm = 1 (Otto 2021)
             met_volume,
             met_flow,
             met_clearance,
@@ -453,20 +460,20 @@ class EsketaminePerezRuixo(PKModel):
         kmet = np.full(n, self.KMET_PER_H / 60.0)
         vc = self.VC_L * eta("vc")
         vp1 = self.VP1_L * eta("vp1")
-        parent_volume = np.column_stack([vc, vp1, np.full(n, self.VP2_L), vh])
-        parent_flow = np.column_stack(
+        parent_volume = _columns([vc, vp1, np.full(n, self.VP2_L), vh])
+        parent_flow = _columns(
             [zeros, np.full(n, self.Q1_L_PER_H / 60.0), np.full(n, self.Q2_L_PER_H / 60.0), qh]
         )
-        parent_clearance = np.column_stack([zeros, zeros, zeros, (kel + kmet) * vh])
-        parent_formation = np.column_stack([zeros, zeros, zeros, kmet * vh])
-        met_volume = np.column_stack([self.VCN_L * eta("vcn"), np.full(n, self.VPN_L)])
-        met_flow = np.column_stack([zeros, np.full(n, self.QN_L_PER_H / 60.0)])
-        met_clearance = np.column_stack([self.CLN_L_PER_H / 60.0 * eta("cln"), zeros])
+        parent_clearance = _columns([zeros, zeros, zeros, (kel + kmet) * vh])
+        parent_formation = _columns([zeros, zeros, zeros, kmet * vh])
+        met_volume = _columns([self.VCN_L * eta("vcn"), np.full(n, self.VPN_L)])
+        met_flow = _columns([zeros, np.full(n, self.QN_L_PER_H / 60.0)])
+        met_clearance = _columns([self.CLN_L_PER_H / 60.0 * eta("cln"), zeros])
         extra: dict[str, np.ndarray] = {}
         if route == "intranasal":
             path_block = np.array([0, 0])
             path_cmt = np.array([0, 3])  # nasal -> central; swallowed -> liver
-            path_ka = np.column_stack(
+            path_ka = _columns(
                 [
                     self.KA_NASAL_PER_H / 60.0 * eta("ka_nasal"),
                     self.KA_SWALLOWED_PER_H / 60.0 * eta("ka_swallowed"),

@@ -64,6 +64,10 @@ class SystemArrays:
     the metabolite. Paths are the ways a dose enters: `path_block` 0 = parent, 1 = metabolite,
     `path_compartment` the compartment it reaches, `path_ka` the first-order absorption rate
     from its depot (0 = no depot: straight into the compartment).
+
+    The (N, k) tables are best built in column-major (Fortran) order, as the models do: the
+    decomposition reads a parameter for a run of patients at once, and takes any other
+    layout as a copy.
     """
 
     parent_volume: np.ndarray  # (N, n_parent) L
@@ -650,16 +654,16 @@ def decompose(system: SystemArrays) -> ModalSystem:
     poles = np.empty((n_paths, m_slots, n))
     residues = np.empty((n_paths, N_OUTPUTS, m_slots, n))
     _decompose(
-        _plain(system.parent_volume, np.float64),
-        _plain(system.parent_flow, np.float64),
-        _plain(system.parent_clearance, np.float64),
-        _plain(system.parent_formation, np.float64),
-        _plain(system.metabolite_volume, np.float64),
-        _plain(system.metabolite_flow, np.float64),
-        _plain(system.metabolite_clearance, np.float64),
+        _plain_lanes(system.parent_volume, np.float64),
+        _plain_lanes(system.parent_flow, np.float64),
+        _plain_lanes(system.parent_clearance, np.float64),
+        _plain_lanes(system.parent_formation, np.float64),
+        _plain_lanes(system.metabolite_volume, np.float64),
+        _plain_lanes(system.metabolite_flow, np.float64),
+        _plain_lanes(system.metabolite_clearance, np.float64),
         _plain(system.path_block, np.int64),
         _plain(system.path_compartment, np.int64),
-        _plain(system.path_ka, np.float64),
+        _plain_lanes(system.path_ka, np.float64),
         float(system.ke0_per_min),
         float(system.effect_scale),
         poles,
@@ -1044,6 +1048,13 @@ def _workspace(n_paths, m_slots, n_out, n_points):  # pragma: no cover - compile
 
 # ----------------------------------------------------------------------------------------------
 # Python entry points
+
+
+def _plain_lanes(array, dtype) -> np.ndarray:
+    """A SystemArrays table (N, k) in column-major order and writeable, as the models build
+    them: the decomposition reads each parameter of a run of patients (its lanes)
+    contiguously. One array type, as for _plain."""
+    return np.require(array, dtype=dtype, requirements=("F", "W"))
 
 
 def _plain(array, dtype, shape=None) -> np.ndarray:
