@@ -1060,7 +1060,8 @@ def _plain_lanes(array, dtype) -> np.ndarray:
 def _plain(array, dtype, shape=None) -> np.ndarray:
     """C-contiguous and writeable: one array type for the kernels, so Numba compiles each
     kernel once (a read-only or strided view would be a new type and a new compilation)."""
-    if shape is not None:
+    if shape is not None and np.shape(array) != shape:
+        # a read-only view: np.require copies it (an array of the right shape is kept as it is)
         array = np.broadcast_to(array, shape)
     return np.require(array, dtype=dtype, requirements=("C", "W"))
 
