@@ -7,6 +7,9 @@ from datetime import date, timedelta
 
 import pytest
 
+from ketaflow.core.clock import clinic_today, utc_now
+from ketaflow.core.settings import Settings
+
 PROBLEM = "application/problem+json"
 
 
@@ -155,9 +158,11 @@ def test_measurements_keep_weight_with_its_date(api):
     older = client.post(url, json={"weight_kg": 70.2, "measured_on": "2024-01-10"})
     assert older.status_code == 201
     newer = client.post(url, json={"weight_kg": 71.0})
-    assert newer.json()["measured_on"] == date.today().isoformat()
+    # the clinic's date, not the machine's: they differ for hours around midnight
+    today = clinic_today(utc_now(), Settings().clinic_timezone)
+    assert newer.json()["measured_on"] == today.isoformat()
     future = client.post(
-        url, json={"weight_kg": 71.0, "measured_on": (date.today() + timedelta(1)).isoformat()}
+        url, json={"weight_kg": 71.0, "measured_on": (today + timedelta(1)).isoformat()}
     )
     assert future.status_code == 422
     assert future.json()["errors"][0]["field"] == "measured_on"
