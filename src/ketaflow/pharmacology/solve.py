@@ -967,36 +967,46 @@ def _run8(
         c[2, 6],
         c[2, 7],
     )
-    # modes in three groups (0-2, 3-4, 5-7), a group's terms computed only if the model has
-    # modes in it: the tests are the same at every step, so LLVM moves them out of the loop
-    # (one copy of the loop per case), and a model with 5 modes (ketamine IV with
-    # norketamine) does 15 multiply-adds a step, not 24
+    # modes in three groups (0-2, 3-4, 5-7) and outputs, each computed only if the model has
+    # it: the tests are the same at every step, so LLVM moves them out of the loop (one copy
+    # of the loop per case), and ketamine IV with norketamine (5 modes, 2 outputs) does 15
+    # multiply-adds a step, not 24 (computing a third output's sums unused cost 5%)
     some = n_modes > 3
     many = n_modes > 5
+    two = n_out > 1
+    three = n_out > 2
+    o1 = 0.0
+    o2 = 0.0
     for j in range(j0, j1):
         z0 = m0 * z0 + r0
         z1 = m1 * z1 + r1
         z2 = m2 * z2 + r2
         o0 = a0 * z0 + a1 * z1 + a2 * z2
-        o1 = b0 * z0 + b1 * z1 + b2 * z2
-        o2 = d0 * z0 + d1 * z1 + d2 * z2
+        if two:
+            o1 = b0 * z0 + b1 * z1 + b2 * z2
+        if three:
+            o2 = d0 * z0 + d1 * z1 + d2 * z2
         if some:
             z3 = m3 * z3 + r3
             z4 = m4 * z4 + r4
             o0 += a3 * z3 + a4 * z4
-            o1 += b3 * z3 + b4 * z4
-            o2 += d3 * z3 + d4 * z4
+            if two:
+                o1 += b3 * z3 + b4 * z4
+            if three:
+                o2 += d3 * z3 + d4 * z4
         if many:
             z5 = m5 * z5 + r5
             z6 = m6 * z6 + r6
             z7 = m7 * z7 + r7
             o0 += a5 * z5 + a6 * z6 + a7 * z7
-            o1 += b5 * z5 + b6 * z6 + b7 * z7
-            o2 += d5 * z5 + d6 * z6 + d7 * z7
+            if two:
+                o1 += b5 * z5 + b6 * z6 + b7 * z7
+            if three:
+                o2 += d5 * z5 + d6 * z6 + d7 * z7
         out[0, row, j] = o0
-        if n_out > 1:
+        if two:
             out[1, row, j] = o1
-        if n_out > 2:
+        if three:
             out[2, row, j] = o2
     zz[0], zz[1], zz[2], zz[3], zz[4], zz[5], zz[6], zz[7] = z0, z1, z2, z3, z4, z5, z6, z7
     for k in range(n_modes):
