@@ -6,9 +6,11 @@ Pure: imports NumPy, SciPy and Numba only, nothing else of ketaflow. Entry point
 `population` (virtual populations in chunks), `solve` (the exact solutions).
 """
 
+from ketaflow.pharmacology.allocator import retain_freed_memory
 from ketaflow.pharmacology.vector_width import allow_wide_vectors
 
 allow_wide_vectors()  # before the first kernel is defined (see vector_width)
+retain_freed_memory()  # freed chunks stay in the process, not faulted in again (see allocator)
 
 from ketaflow.pharmacology.kernel_cache import drop_stale_kernels  # noqa: E402
 
