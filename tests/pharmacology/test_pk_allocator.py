@@ -35,9 +35,7 @@ glibc_only = pytest.mark.skipif(
 
 def _later_rounds_faults(**env: str) -> int:
     clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")
+        k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")
     }
     done = subprocess.run(
         [sys.executable, "-c", PROBE],
