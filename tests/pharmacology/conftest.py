@@ -5,6 +5,10 @@ state-space model, restarted at every dose event. Tests only: the engine never i
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from itertools import pairwise
 
 import numpy as np
@@ -61,3 +65,24 @@ def ivp_curves(
 @pytest.fixture
 def ivp_oracle():
     return ivp_curves
+
+
+def run_in_fresh_process(code: str, dropped, **env: str) -> dict:
+    """Run `code` in a new interpreter, with the environment variables for which `dropped`
+    (a name -> bool predicate) is true left out and `env` added; the JSON object it printed
+    last."""
+    clean = {k: v for k, v in os.environ.items() if not dropped(k)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def fresh_process():
+    return run_in_fresh_process

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
 from numba.core.codegen import get_host_cpu_features
 
@@ -19,29 +16,20 @@ PROBE = (
 )
 
 
-def _probe(**env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU_")}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _probe(fresh_process, **env: str) -> dict:
+    return fresh_process(PROBE, lambda name: name.startswith("NUMBA_CPU_"), **env)
 
 
-def test_a_fresh_process_compiles_wide_exactly_when_the_cpu_has_avx512():
-    seen = _probe()
+def test_a_fresh_process_compiles_wide_exactly_when_the_cpu_has_avx512(fresh_process):
+    seen = _probe(fresh_process)
     has_avx512 = "+avx512f" in get_host_cpu_features().split(",")
     assert seen["codegen"].endswith("," + WIDE_VECTORS) == has_avx512
     assert (seen["env"] is not None) == has_avx512
 
 
-def test_the_users_features_are_kept():
+def test_the_users_features_are_kept(fresh_process):
     chosen = get_host_cpu_features()
-    seen = _probe(**{FEATURES_VARIABLE: chosen})
+    seen = _probe(fresh_process, **{FEATURES_VARIABLE: chosen})
     assert seen["env"] == chosen
     assert seen["codegen"] == chosen
 

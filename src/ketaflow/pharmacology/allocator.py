@@ -37,6 +37,10 @@ USER_SETTINGS = (
 )
 
 
+def on_glibc() -> bool:
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def user_chose_malloc_settings(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
     return "glibc.malloc." in environ.get("GLIBC_TUNABLES", "") or any(
         name in environ for name in USER_SETTINGS
@@ -46,9 +50,7 @@ def user_chose_malloc_settings(environ: dict[str, str] | os._Environ[str] = os.e
 def retain_freed_memory() -> bool:
     """Fix glibc's trim and mmap thresholds for this process (see the module doc); True if it
     did. Called once, from the package's __init__."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    if user_chose_malloc_settings():
+    if not on_glibc() or user_chose_malloc_settings():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
